@@ -1,0 +1,121 @@
+"""Helpers for tests that look at spool files: build a POSTOFFICE, read it, mask
+what varies (inode names, hash letters, client ports, spool ids) so files compare
+byte for byte with spool.md §14, and receive the router's NEW datagram.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import stat
+from collections.abc import Iterable
+from pathlib import Path
+
+SPOOLID_RE = re.compile(rb"S\d+[A-Za-z0-9=\-]{8}(?:[A-Za-z0-9=\-]{5})?")
+_RPORT_RE = re.compile(rb"(\]):\d+ ")
+
+
+def make_postoffice(
+    root: Path | str,
+    *,
+    routerdirs: Iterable[str] = (),
+    hashed: Iterable[str] = (),
+    extra: Iterable[str] = (),
+) -> str:
+    """Create public/, router/, freezer/ (+ the named dirs); ``hashed`` dirs get A..Z."""
+    po = Path(root)
+    for d in ("public", "router", "freezer", "postman", *routerdirs, *extra):
+        (po / d).mkdir(parents=True, exist_ok=True)
+    for d in hashed:
+        for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ":
+            (po / d / c).mkdir(parents=True, exist_ok=True)
+    return str(po)
+
+
+def spool_files(postoffice: str | Path) -> dict[str, bytes]:
+    """Every regular file under POSTOFFICE (relative path -> bytes); sockets skipped."""
+    out: dict[str, bytes] = {}
+    base = Path(postoffice)
+    for dirpath, _dirs, files in os.walk(base):
+        for f in files:
+            p = Path(dirpath) / f
+            if stat.S_ISREG(p.lstat().st_mode):
+                out[str(p.relative_to(base))] = p.read_bytes()
+    return out
+
+
+def mask_name(rel: str) -> str:
+    """Mask what varies in a spool path.
+
+    ``router4/W/2163014`` -> ``router4/<X>/<ino>``; ``freezer/12policy-1`` ->
+    ``freezer/<ino>policy-1``; ``public/mx.example:4242b`` -> ``public/<host>:<pid>``.
+    """
+    m = re.fullmatch(r"public/[^/:]{1,19}:\d+[a-z]?", rel)
+    if m:
+        return "public/<host>:<pid>"
+    rel = re.sub(r"/[A-Z]/(\d+)", r"/<X>/\1", rel)
+    return re.sub(r"(^|/)\d+", r"\1<ino>", rel)
+
+
+def mask_content(data: bytes) -> bytes:
+    """Replace the client port of ``rcvdfrom``/``comment`` lines with ``<rport>``."""
+    lines = data.split(b"\n")
+    for i, line in enumerate(lines):
+        if line == b"env-end":
+            break
+        if line.startswith((b"rcvdfrom ", b"comment ")):
+            lines[i] = _RPORT_RE.sub(rb"\1:<rport> ", line, count=1)
+    return b"\n".join(lines)
+
+
+def mask_spoolid(text: bytes) -> bytes:
+    return SPOOLID_RE.sub(b"<spoolid>", text)
+
+
+def listing(text: str) -> bytes:
+    """A spec listing (one record/line per text line) as file bytes, every line LF-ended."""
+    return "".join(line + "\n" for line in text.strip("\n").split("\n")).encode("utf-8")
+
+
+def split_spool(data: bytes) -> tuple[list[tuple[bytes, bytes | None]], bytes]:
+    """(envelope records, message) as the router would split them (§6.1)."""
+    head, sep, msg = data.partition(b"env-end\n")
+    assert sep, "no env-end record"
+    recs: list[tuple[bytes, bytes | None]] = []
+    for line in head.split(b"\n")[:-1]:
+        kw, sp, val = line.partition(b" ")
+        recs.append((kw, val if sp else None))
+    return recs, msg
+
+
+class NotifySocket:
+    """The router's end of ``.router.notify``: a bound AF_UNIX datagram socket."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.setblocking(False)
+
+    def drain(self) -> list[bytes]:
+        """Datagrams already queued (the sender is synchronous: no waiting needed)."""
+        got = []
+        while True:
+            try:
+                got.append(self.sock.recv(2048))
+            except BlockingIOError:
+                return got
+
+    def close(self) -> None:
+        self.sock.close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+    def __enter__(self) -> NotifySocket:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
