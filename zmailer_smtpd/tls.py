@@ -1,0 +1,608 @@
+"""TLS for STARTTLS and implicit TLS (interfaces.md §4), on pyOpenSSL.
+
+pyOpenSSL, not the ssl module, because ``tls-ask-cert`` must ask for a client
+certificate and *record* its verification result without failing the
+handshake, while ``tls-require-cert`` enforces it (spec/README.md, §9 Q8).
+
+The TLS engine runs over memory BIOs: this module does the socket I/O itself,
+so the bytes sniffed by ``outlook-tls-bug`` can be handed back to the
+handshake, every wait has a deadline, and the plaintext buffer it exposes
+(``pending()``) is exact, which a poll on the descriptor alone is not.
+
+How the session uses it (the seam; session.py wires it in)::
+
+    # start-up, before privileges are dropped (key files are often 0400 root):
+    tls = ServerTLS.from_settings(settings, log)   # None when use-tls is off;
+                                                   # TLSConfigError = start-up error
+    # EHLO: advertise "STARTTLS" iff tls is not None and not session.tls_active
+    # STARTTLS (protocol.md §4.7.17, interfaces.md §4.4, spec/README.md):
+    #   tls None -> 502 5.4.0 ; active -> 554 5.4.0 ; argument -> 501 5.1.3
+    #   reply "220 Ready to start TLS", flush
+    #   stream.discard_input()          # every buffered plaintext byte: RFC 3207
+    #   abort the transaction; forget HELO/EHLO (state "before EHLO"),
+    #   keep authuser
+    #   try: t = tls.handshake(stream.transport)   # object with fileno() or an fd;
+    #                                  # t keeps the old transport (its socket owns the fd)
+    #   except TLSError: log it, end the session with exit status 2, no reply
+    #   stream.replace_transport(t); session.tls_info = t.info; with-flag "S"
+    # implicit TLS (listen-ssmtp / BindSmtpS listener, or -t): the same
+    #   handshake before the 220 greeting; STARTTLS then answers 554.
+    # outlook-tls-bug (local port not 25): data = stream.peek_some(timeout=2);
+    #   if data[:1] in (b"\x16", b"\x80"): stream.consume(len(data));
+    #   t = tls.handshake(stream.transport, initial=data)  # the sniffed bytes go back
+    # MAIL: received.py writes t.info.cipher_info / t.info.peer_subject
+    #   (rcvd-tls-mode / rcvd-tls-peer in rcvdfrom; always in the comment line).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import NameOID
+from OpenSSL import SSL, crypto
+
+HANDSHAKE_TIMEOUT = 300.0  # seconds per wait (interfaces.md §4.4)
+READ_TIMEOUT = 1200.0  # command read inactivity (protocol.md §3.12)
+WRITE_TIMEOUT = 300.0  # output progress
+_CHUNK = 65536
+SESSION_ID_CONTEXT = b"zmailer_smtpd"
+
+LogFn = Callable[[str], None]
+
+
+class TLSError(Exception):
+    """A handshake or TLS I/O failure: the session ends without an SMTP reply."""
+
+
+class TLSConfigError(TLSError):
+    """The TLS context cannot be built: a start-up error naming the file/PARAM."""
+
+
+class _HasFileno(Protocol):
+    def fileno(self) -> int: ...
+
+
+def _setting(settings: Any, names: tuple[str, ...], default: Any = None) -> Any:
+    """Read a PARAM by any of its spellings; absent or unset gives `default`."""
+    for name in names:
+        try:
+            value = settings.get(name)
+        except (KeyError, LookupError, AttributeError):
+            continue
+        if value is not None:
+            return value
+    return default
+
+
+def _as_str(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "surrogateescape")
+    value = str(value)
+    return value or None
+
+
+def _as_int(value: Any, default: int = 0) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+@dataclass
+class TLSSettings:
+    """The ``tls-*`` PARAMs of one listener group (interfaces.md §4.1)."""
+
+    cert_file: str | None = None
+    key_file: str | None = None
+    dcert_file: str | None = None
+    dkey_file: str | None = None
+    dh1024: str | None = None
+    dh512: str | None = None
+    ca_file: str | None = None
+    ca_path: str | None = None
+    cipher_list: str | None = None
+    random_source: str | None = None
+    loglevel: int = 0
+    ask_cert: bool = False
+    require_cert: bool = False
+    ccert_vd: int = 1
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> TLSSettings:
+        s = cls(
+            cert_file=_as_str(_setting(settings, ("tls-cert-file",))),
+            key_file=_as_str(_setting(settings, ("tls-key-file",))),
+            dcert_file=_as_str(_setting(settings, ("tls-dcert-file",))),
+            dkey_file=_as_str(_setting(settings, ("tls-dkey-file",))),
+            dh1024=_as_str(_setting(settings, ("tls-dh1024",))),
+            dh512=_as_str(_setting(settings, ("tls-dh512",))),
+            ca_file=_as_str(_setting(settings, ("tls-cafile", "tls-CAfile"))),
+            ca_path=_as_str(_setting(settings, ("tls-capath", "tls-CApath"))),
+            cipher_list=_as_str(_setting(settings, ("tls-cipher-list",))),
+            random_source=_as_str(_setting(settings, ("tls-random-source",))),
+            loglevel=_as_int(_setting(settings, ("tls-loglevel",))),
+            ask_cert=bool(_as_int(_setting(settings, ("tls-ask-cert",)))),
+            require_cert=bool(_as_int(_setting(settings, ("tls-require-cert",)))),
+            ccert_vd=_as_int(_setting(settings, ("tls-ccert-vd",)), 1),
+        )
+        # Setting either of a pair defaults the other to the same file (§4.1).
+        s.cert_file = s.cert_file or s.key_file
+        s.key_file = s.key_file or s.cert_file
+        s.dcert_file = s.dcert_file or s.dkey_file
+        s.dkey_file = s.dkey_file or s.dcert_file
+        return s
+
+
+@dataclass
+class TLSInfo:
+    """What a finished handshake leaves for the log, the spool and Received."""
+
+    protocol: str = ""  # "TLSv1.3"
+    cipher: str = ""  # "TLS_AES_256_GCM_SHA384"
+    secret_bits: int = 0
+    cipher_version: str = ""  # SSL_CIPHER_get_version(): "TLSv1.3"
+    peer_subject: str | None = None  # "/C=FI/O=Example/CN=client.example"
+    peer_issuer: str | None = None
+    peer_cn: str | None = None
+    issuer_cn: str | None = None
+    peer_fingerprint: str | None = None  # MD5 of the DER, "AB-CD-..."
+    verify_ok: bool | None = None  # None: no client certificate
+    verify_errors: list[tuple[int, int, str]] = field(default_factory=list)  # (code, depth, text)
+
+    @property
+    def cipher_info(self) -> str:
+        """The spool/Received text (§4.7); secret bits used for both numbers."""
+        if not self.cipher:
+            return "<no-cipher-in-use!>"
+        bits = self.secret_bits
+        return f"{self.cipher} keybits {bits}/{bits} version {self.cipher_version}"
+
+    @property
+    def verify_text(self) -> str:
+        if self.verify_ok is None:
+            return "no client certificate"
+        if self.verify_ok:
+            return "ok"
+        code, depth, text = self.verify_errors[0]
+        return f"error {code} at depth {depth}: {text}"
+
+
+def _verify_error_text(code: int) -> str:
+    try:
+        from OpenSSL._util import ffi, lib  # private, but the only source of the text
+
+        return str(ffi.string(lib.X509_verify_cert_error_string(code)).decode("ascii", "replace"))
+    except Exception:  # noqa: BLE001 - the code alone still says it
+        return f"verify error {code}"
+
+
+# OpenSSL's short names, as X509_NAME_oneline prints them.
+_SHORT_NAMES = {
+    "2.5.4.3": "CN", "2.5.4.6": "C", "2.5.4.7": "L", "2.5.4.8": "ST", "2.5.4.9": "street",
+    "2.5.4.10": "O", "2.5.4.11": "OU", "2.5.4.4": "SN", "2.5.4.42": "GN", "2.5.4.5": "serialNumber",
+    "2.5.4.12": "title", "2.5.4.43": "initials", "2.5.4.44": "generationQualifier",
+    "2.5.4.46": "dnQualifier", "2.5.4.65": "pseudonym", "2.5.4.17": "postalCode",
+    "1.2.840.113549.1.9.1": "emailAddress", "0.9.2342.19200300.100.1.25": "DC",
+    "0.9.2342.19200300.100.1.1": "UID",
+}
+
+
+def _oneline(name: x509.Name) -> str:
+    """OpenSSL's X509_NAME_oneline form: /C=FI/O=Example/CN=x, \\xHH escapes."""
+    out = []
+    for attr in name:
+        key = _SHORT_NAMES.get(attr.oid.dotted_string, attr.oid.dotted_string)
+        raw = attr.value if isinstance(attr.value, bytes) else attr.value.encode("utf-8")
+        text = "".join(chr(b) if 0x20 <= b <= 0x7E else f"\\x{b:02X}" for b in raw)
+        out.append(f"/{key}={text}")
+    return "".join(out)
+
+
+def _cn(name: x509.Name) -> str | None:
+    for attr in name.get_attributes_for_oid(NameOID.COMMON_NAME):
+        return attr.value if isinstance(attr.value, str) else attr.value.decode("utf-8", "replace")
+    return None
+
+
+class _VerifyRecord:
+    """Per-connection verification facts collected by the verify callback."""
+
+    def __init__(self) -> None:
+        self.errors: list[tuple[int, int, str]] = []
+        self.called = False
+
+
+class ServerTLS:
+    """The server TLS context of one session process; built once, at start-up."""
+
+    def __init__(self, settings: Any, log: LogFn | None = None) -> None:
+        self.conf = settings if isinstance(settings, TLSSettings) else TLSSettings.from_settings(settings)
+        self.log: LogFn = log if log is not None else (lambda _msg: None)
+        self.context = self._build_context()
+        self.available = True
+
+    @classmethod
+    def from_settings(cls, settings: Any, log: LogFn | None = None) -> ServerTLS | None:
+        """None when ``use-tls`` is off; raises TLSConfigError when it cannot work."""
+        if not _setting(settings, ("use-tls",), False):
+            return None
+        return cls(settings, log)
+
+    # -- context ---------------------------------------------------------
+
+    @staticmethod
+    def _readable(param: str, path: str) -> None:
+        try:
+            with open(path, "rb") as f:
+                f.read(1)
+        except OSError as e:
+            raise TLSConfigError(f"{param} {path}: {e.strerror or e}") from e
+
+    def _build_context(self) -> SSL.Context:
+        c = self.conf
+        ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+        ctx.set_options(SSL.OP_ALL | SSL.OP_NO_SSLv2 | SSL.OP_NO_SSLv3)
+        ctx.set_session_id(SESSION_ID_CONTEXT)
+        if not c.cert_file and not c.dcert_file:
+            raise TLSConfigError("use-tls: neither tls-cert-file nor tls-dcert-file is set")
+        for cparam, cert, kparam, key in (
+            ("tls-cert-file", c.cert_file, "tls-key-file", c.key_file),
+            ("tls-dcert-file", c.dcert_file, "tls-dkey-file", c.dkey_file),
+        ):
+            if not cert or not key:
+                continue
+            self._readable(cparam, cert)
+            self._readable(kparam, key)
+            try:
+                ctx.use_certificate_chain_file(cert)
+            except SSL.Error as e:
+                raise TLSConfigError(f"{cparam} {cert}: no usable PEM certificate ({e})") from e
+            try:
+                ctx.use_privatekey_file(key)
+            except SSL.Error as e:
+                raise TLSConfigError(
+                    f"{kparam} {key}: no usable unencrypted PEM private key ({e})"
+                ) from e
+            try:
+                ctx.check_privatekey()
+            except SSL.Error as e:
+                raise TLSConfigError(
+                    f"{kparam} {key} does not match {cparam} {cert} ({e})"
+                ) from e
+            if c.loglevel >= 1:
+                self.log(f"TLS: loaded {cparam} {cert} and {kparam} {key}")
+        if c.dh1024:
+            self._readable("tls-dh1024", c.dh1024)
+            try:
+                ctx.load_tmp_dh(c.dh1024)
+            except SSL.Error as e:
+                raise TLSConfigError(f"tls-dh1024 {c.dh1024}: no usable DH parameters ({e})") from e
+        if c.dh512:
+            self._readable("tls-dh512", c.dh512)
+            self.log(f"TLS: tls-dh512 {c.dh512} has no effect (export ciphers are gone)")
+        if c.random_source:
+            self.log("TLS: tls-random-source has no effect (OpenSSL seeds itself)")
+        if c.cipher_list:
+            try:
+                ctx.set_cipher_list(c.cipher_list.encode("ascii", "replace"))
+            except SSL.Error as e:
+                raise TLSConfigError(f"tls-cipher-list {c.cipher_list!r}: invalid ({e})") from e
+        if c.ca_file:
+            self._readable("tls-CAfile", c.ca_file)
+        if c.ca_path and not os.path.isdir(c.ca_path):
+            raise TLSConfigError(f"tls-CApath {c.ca_path}: not a directory")
+        if c.ca_file or c.ca_path:
+            try:
+                ctx.load_verify_locations(c.ca_file, c.ca_path)
+            except SSL.Error as e:
+                where = f"tls-CAfile {c.ca_file}" if c.ca_file else f"tls-CApath {c.ca_path}"
+                raise TLSConfigError(f"{where}: no usable CA certificates ({e})") from e
+        try:
+            ctx.set_default_verify_paths()
+        except SSL.Error:
+            pass
+        if c.ask_cert or c.require_cert:
+            if not (c.ca_file or c.ca_path):
+                raise TLSConfigError("tls-ask-cert/tls-require-cert need tls-CAfile or tls-CApath")
+            if c.ca_file:
+                try:
+                    ctx.load_client_ca(c.ca_file.encode())
+                except SSL.Error as e:
+                    raise TLSConfigError(f"tls-CAfile {c.ca_file}: no CA names ({e})") from e
+            mode = SSL.VERIFY_PEER | SSL.VERIFY_CLIENT_ONCE
+            if c.require_cert:
+                mode |= SSL.VERIFY_FAIL_IF_NO_PEER_CERT
+            ctx.set_verify(mode, self._verify_callback)
+        if c.loglevel >= 2:
+            ctx.set_info_callback(self._info_callback)
+        return ctx
+
+    def _verify_callback(
+        self, conn: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok: int
+    ) -> bool:
+        """Record every error; only tls-require-cert lets one fail the handshake."""
+        rec = conn.get_app_data()
+        if isinstance(rec, _VerifyRecord):
+            rec.called = True
+        if not ok or depth > self.conf.ccert_vd:
+            if ok:  # chain deeper than tls-ccert-vd allows (Postfix's rule)
+                errno = 22  # X509_V_ERR_CERT_CHAIN_TOO_LONG
+            text = _verify_error_text(errno)
+            if isinstance(rec, _VerifyRecord):
+                rec.errors.append((errno, depth, text))
+            if self.conf.loglevel >= 1:
+                self.log(
+                    f"TLS: client certificate verify error {errno} at depth {depth}: {text}: "
+                    f"{_oneline(cert.to_cryptography().subject)}"
+                )
+            return not self.conf.require_cert
+        return True
+
+    def _info_callback(self, conn: SSL.Connection, where: int, ret: int) -> None:
+        try:
+            state = conn.get_state_string().decode("ascii", "replace")
+        except Exception:  # noqa: BLE001 - logging must never break a handshake
+            return
+        self.log(f"TLS: state {where:#x} {state} ret {ret}")
+
+    # -- handshake -------------------------------------------------------
+
+    def handshake(
+        self,
+        conn: int | _HasFileno,
+        *,
+        initial: bytes = b"",
+        timeout: float = HANDSHAKE_TIMEOUT,
+        write_fd: int | None = None,
+    ) -> TLSTransport:
+        """Run the server side of a handshake on a connected descriptor.
+
+        `conn` is the fd or the old transport (anything with fileno()).
+        `initial` are bytes already read from the client that belong to the
+        handshake (outlook-tls-bug's sniffed byte).  Writes go to `write_fd`,
+        else the transport's ``outfd`` (FdTransport), else the same fd.
+        Raises TLSError.
+        """
+        fd = conn if isinstance(conn, int) else conn.fileno()
+        if write_fd is None:  # stream.FdTransport: stdin/stdout of -n / -i
+            write_fd = getattr(conn, "outfd", None)
+        ssl = SSL.Connection(self.context, None)
+        rec = _VerifyRecord()
+        ssl.set_app_data(rec)
+        ssl.set_accept_state()
+        t = TLSTransport(ssl, fd, fd if write_fd is None else write_fd, self.log)
+        t.under = None if isinstance(conn, int) else conn  # its socket object owns the fd
+        if initial:
+            ssl.bio_write(initial)
+        deadline_each = timeout
+        while True:
+            try:
+                ssl.do_handshake()
+                break
+            except SSL.WantReadError:
+                try:
+                    t._flush_out(deadline_each)
+                    data = t._read_fd(deadline_each)
+                except (TimeoutError, OSError) as e:
+                    raise TLSError(f"SSL_accept error: {e}") from e
+                if not data:
+                    raise TLSError("SSL_accept error: connection closed during handshake") from None
+                ssl.bio_write(data)
+            except SSL.Error as e:
+                try:
+                    t._flush_out(5.0)  # the fatal alert, if any
+                except (TLSError, OSError):
+                    pass
+                raise TLSError(f"SSL_accept error: {e}") from e
+        t._flush_out(deadline_each)
+        t.info = self._facts(ssl, rec)
+        t._drain()
+        if self.conf.loglevel >= 1:
+            self.log("TLS connection established")
+            self.log(f"Cipher: {t.info.cipher_info}")
+            if t.info.peer_subject is not None:
+                self.log(
+                    f"TLS: client certificate subject {t.info.peer_subject} issuer "
+                    f"{t.info.peer_issuer}: {t.info.verify_text}"
+                )
+        if self.conf.loglevel >= 3 and t.info.peer_fingerprint:
+            self.log(f"TLS: client certificate fingerprint {t.info.peer_fingerprint}")
+        return t
+
+    @staticmethod
+    def _facts(ssl: SSL.Connection, rec: _VerifyRecord) -> TLSInfo:
+        info = TLSInfo(
+            protocol=ssl.get_protocol_version_name(),
+            cipher=ssl.get_cipher_name() or "",
+            secret_bits=ssl.get_cipher_bits() or 0,
+            cipher_version=ssl.get_cipher_version() or "",
+        )
+        cert = ssl.get_peer_certificate(as_cryptography=True)
+        if cert is not None:
+            info.peer_subject = _oneline(cert.subject)
+            info.peer_issuer = _oneline(cert.issuer)
+            info.peer_cn = _cn(cert.subject)
+            info.issuer_cn = _cn(cert.issuer)
+            info.peer_fingerprint = "-".join(f"{b:02X}" for b in cert.fingerprint(hashes.MD5()))
+            info.verify_errors = list(rec.errors)
+            info.verify_ok = not rec.errors
+        return info
+
+
+class TLSTransport:
+    """The stream transport inside TLS: recv(n) / send(b) / fileno() / pending().
+
+    recv() blocks until plaintext arrives (each wait up to `timeout`, then
+    TimeoutError), returns b"" at EOF or close_notify.  Everything decrypted
+    is kept in an internal buffer whose size pending() reports: a stream
+    must consult pending() before polling fileno(), because decrypted bytes
+    do not make the descriptor readable.
+    """
+
+    def __init__(self, ssl: SSL.Connection, rfd: int, wfd: int, log: LogFn) -> None:
+        self.ssl = ssl
+        self.rfd = rfd
+        self.wfd = wfd
+        for fd in {rfd, wfd}:
+            os.set_blocking(fd, False)  # every wait is a poll with a deadline
+        self.log = log
+        self.timeout: float | None = READ_TIMEOUT
+        self.write_timeout: float = WRITE_TIMEOUT
+        self.info = TLSInfo()
+        self.under: Any = None  # the plaintext transport: kept alive, never used again
+        self._plain = bytearray()
+        self._eof = False
+
+    def fileno(self) -> int:
+        return self.rfd
+
+    def settimeout(self, timeout: float | None) -> None:
+        self.timeout = timeout
+
+    def pending(self) -> int:
+        """Decrypted bytes waiting to be recv()ed without touching the socket."""
+        return len(self._plain)
+
+    def wait_readable(self, timeout: float | None) -> bool:
+        """True when recv() will not block: plaintext is buffered, or EOF.
+
+        A readable socket is not enough (it may hold half a record), so this
+        reads and decrypts until a whole record's plaintext is there.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._plain and not self._eof:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                data = self._read_fd(left)
+            except TimeoutError:
+                return False
+            if not data:
+                self._eof = True
+                break
+            self.ssl.bio_write(data)
+            self._drain()
+        return True
+
+    def wait_writable(self, timeout: float | None) -> bool:
+        p = select.poll()
+        p.register(self.wfd, select.POLLOUT)
+        return bool(p.poll(None if timeout is None else int(timeout * 1000)))
+
+    def recv(self, n: int) -> bytes:
+        while not self._plain and not self._eof:
+            data = self._read_fd(self.timeout)
+            if not data:
+                self._eof = True
+                break
+            self.ssl.bio_write(data)
+            self._drain()
+        out = bytes(self._plain[:n])
+        del self._plain[:n]
+        return out
+
+    def send(self, data: bytes) -> int:
+        view = memoryview(data)
+        while view:
+            try:
+                n = self.ssl.send(view[:16384].tobytes())
+            except SSL.WantReadError:  # renegotiation: never with TLS_SERVER_METHOD defaults
+                self._flush_out(self.write_timeout)
+                continue
+            except SSL.Error as e:
+                raise BrokenPipeError(f"TLS write failed: {e}") from e
+            view = view[n:]
+            self._flush_out(self.write_timeout)
+        return len(data)
+
+    def sendall(self, data: bytes) -> None:
+        self.send(data)
+
+    def close(self) -> None:
+        """Send close_notify (best effort); the descriptor stays open."""
+        try:
+            self.ssl.shutdown()
+            self._flush_out(5.0)
+        except (SSL.Error, OSError, TLSError):
+            pass
+
+    # -- internals -------------------------------------------------------
+
+    def _drain(self) -> None:
+        """Decrypt everything the BIO holds into the plaintext buffer."""
+        while True:
+            try:
+                chunk = self.ssl.recv(_CHUNK)
+            except SSL.WantReadError:
+                break
+            except SSL.ZeroReturnError:
+                self._eof = True
+                break
+            except SSL.SysCallError:
+                self._eof = True
+                break
+            except SSL.Error as e:
+                self.log(f"TLS read error: {e}")
+                self._eof = True
+                break
+            if not chunk:
+                break
+            self._plain += chunk
+        self._flush_out(self.write_timeout)  # tickets, key updates, alerts
+
+    def _read_fd(self, timeout: float | None) -> bytes:
+        """One read from the socket within `timeout` seconds; b"" at EOF."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        poller = select.poll()
+        poller.register(self.rfd, select.POLLIN | select.POLLPRI)
+        while True:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not poller.poll(None if wait is None else int(wait * 1000) + 1):
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError("TLS read timed out")
+                continue
+            try:
+                return os.read(self.rfd, _CHUNK)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except ConnectionResetError:
+                return b""
+
+    def _flush_out(self, timeout: float | None) -> None:
+        """Write every byte the TLS engine has queued for the peer."""
+        while True:
+            try:
+                out = self.ssl.bio_read(_CHUNK)
+            except SSL.WantReadError:
+                return
+            if not out:
+                return
+            self._write_fd(out, timeout)
+
+    def _write_fd(self, data: bytes, timeout: float | None) -> None:
+        view = memoryview(data)
+        poller = select.poll()
+        poller.register(self.wfd, select.POLLOUT)
+        while view:
+            try:
+                n = os.write(self.wfd, view)
+            except (BlockingIOError, InterruptedError):
+                wait = None if timeout is None else int(timeout * 1000)
+                if not poller.poll(wait):
+                    raise TimeoutError("TLS write timed out") from None
+                continue
+            view = view[n:]
