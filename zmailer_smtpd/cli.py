@@ -121,7 +121,7 @@ def version_text() -> str:
             f"  zmailer_smtpd@localhost:{pkgdir}\n"
             "Copyright 1992 Rayan S. Zachariassen\n"
             "Copyright 1992-2004 Matti Aarnio\n"
-            f"Configured with command: 'zmailer_smtpd {VERSION_NUMB} (Python"
+            f"Configured with command: '{VERSION_NUMB} (Python"
             f" {sys.version_info[0]}.{sys.version_info[1]})'\n")
 
 
