@@ -4,7 +4,7 @@ Why built in: Python has no libwrap binding (decision Q17 -> a parser of the
 patterns hosts_access(5) documents).  Semantics, as the manual says: access
 is granted when a (daemon, client) pair matches a rule in hosts.allow; else
 denied when it matches a rule in hosts.deny; else granted.  A missing file
-counts as empty.  Service name `smtp-receiver`.
+counts as empty; one that exists but cannot be read refuses (fail safe).  Service name `smtp-receiver`.
 
 Supported: `daemon_list : client_list [: option ...]`, backslash
 continuation, `#` comments, lists separated by blanks/commas, EXCEPT
@@ -34,6 +34,8 @@ from collections.abc import Callable, Iterator
 DAEMON = "smtp-receiver"
 HOSTS_ALLOW = "/etc/hosts.allow"
 HOSTS_DENY = "/etc/hosts.deny"
+# §4.2 step 6: the refusal (no ESC): myhostname, VersionNumb, RFC 822 date.
+REFUSAL = b"%s ZMailer Server %s WILL NOT TALK TO YOU at %s"
 
 
 class _Client:
@@ -51,10 +53,11 @@ class _Client:
 
 
 def _rules(path: str) -> Iterator[tuple[str, str, str]]:
+    """Rules of one table; a missing file is empty, an unreadable one raises OSError."""
     try:
         with open(path, encoding="latin-1") as f:
             text = f.read()
-    except OSError:
+    except FileNotFoundError:
         return
     joined = text.replace("\\\n", "")
     for raw in joined.splitlines():
@@ -214,10 +217,13 @@ def allowed(
     pass a name only when it is forward-confirmed, as libwrap would.
     """
     c = _Client(client_addr, client_name, client_user, server_addr)
-    hit, opt = _table_match(allow_file, daemon, c)
-    if hit:
-        return True if opt is None else opt
-    hit, opt = _table_match(deny_file, daemon, c)
+    try:
+        hit, opt = _table_match(allow_file, daemon, c)
+        if hit:
+            return True if opt is None else opt
+        hit, opt = _table_match(deny_file, daemon, c)
+    except OSError:
+        return False  # fail safe: a table that exists but cannot be read refuses
     if hit:
         return False if opt is None else opt
     return True
