@@ -424,15 +424,22 @@ def complete_context(ctx: Any, opts: Options, zenv: ZEnv) -> Any:
     wire_helpers(ctx, opts, zenv)
     if ctx.network and ctx.mode != "interactive" and ctx.peer_addr and ctx.rhost_flags is None:
         resolve_client(ctx)
+    peer_lookups(ctx, opts)
     if ctx.network and ctx.policy is None:
         from zmailer_smtpd.policy.engine import make_session_policy
 
         debug = None
-        if opts.debug >= 1 and ctx.mode != "daemon" and ctx.out_of_band is not None:
-            oob = ctx.out_of_band
-
+        if opts.debug >= 1 and ctx.mode != "daemon":
             def debug(text: str) -> None:
-                oob(text.encode("latin-1", "replace") + b"\r\n")
+                # The session writes these on its stream after its pending
+                # replies (Session.policy_trace); lines from before the
+                # session wait in ctx.extra["debug_pending"].
+                data = text.encode("latin-1", "replace")
+                sink = ctx.extra.get("debug_sink")
+                if sink is not None:
+                    sink(data)
+                else:
+                    ctx.extra.setdefault("debug_pending", []).append(data)
         test_mode = bool(ctx.extra.get("test_addr"))
         client = b""
         if not test_mode and ctx.peer_addr:
@@ -489,6 +496,46 @@ def resolve_client(ctx: Any) -> None:
 
     if ctx.helo_resolves is None:
         ctx.helo_resolves = helo_resolves
+
+
+def peer_lookups(ctx: Any, opts: Any) -> None:
+    """ident (-a) and whoson (-w) of the client, after reverse DNS, before the greeting.
+
+    interfaces.md §6.1/§6.2: ident is asked in daemon mode only (inetd
+    stores IDENT-NOT-QUERIED, -i uid#N@localhost); whoson in daemon mode and
+    in the -i -T test mode.  Both are bounded in time (ident 10 s, whoson
+    5 s) and never fail the session: errors are stored as their texts.  The
+    whoson server is ``PARAM whoson-server ADDR [PORT [tcp|udp]]`` (default
+    127.0.0.1 9876 tcp), not libwhoson's /etc/whoson.conf.
+    ``ctx.extra["ident_port"]`` moves the ident port (tests).
+    """
+    if not ctx.network or not ctx.peer_addr:
+        return
+    from zmailer_smtpd import ident
+
+    def query() -> bytes:
+        value = ident.lookup(ctx.local_addr or "", int(ctx.local_port), ctx.peer_addr,
+                             int(ctx.peer_port),
+                             port=int(ctx.extra.get("ident_port", ident.IDENT_PORT)))
+        return value.encode("latin-1", "replace")[:ident.MAXHOSTNAMELEN]
+
+    if ctx.peer_port >= 0:
+        ctx.extra.setdefault("ident_query", query)  # Z-IDENT, always available
+    if ctx.mode == "daemon" and getattr(opts, "ident", False) and ctx.ident is None:
+        ctx.ident = query()
+    test_mode = ctx.mode == "interactive" and getattr(opts, "test_ip", None) is not None
+    if getattr(opts, "whoson", False) and (ctx.mode == "daemon" or test_mode) \
+            and "whoson" not in ctx.extra:
+        from zmailer_smtpd import whoson
+
+        words = str(ctx.settings.get("whoson-server") or "").split()
+        host, port, proto = (words + ["127.0.0.1", "9876", "tcp"][len(words):])[:3]
+        try:
+            server = (host, int(port))
+        except ValueError:
+            server = whoson.DEFAULT_SERVER
+        ctx.extra["whoson"] = whoson.lookup(ctx.peer_addr, server=server,
+                                            transport="udp" if proto.lower() == "udp" else "tcp")
 
 
 def trusted_ids(zenv: ZEnv) -> tuple[int, int] | None:
@@ -678,7 +725,9 @@ def main(argv: list[str] | None = None) -> int:
 
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         ctx, transport = _inetd_context(opts, zenv, cfg)
-        report_config(opts, cfg, ctx.log, None)
+        # -d: the diagnostics go on the SMTP stream with the other notes (§3.10)
+        queue = ctx.extra.setdefault("debug_pending", []).append if opts.debug >= 1 else None
+        report_config(opts, cfg, ctx.log, (lambda b: queue(b.rstrip(b"\r\n"))) if queue else None)
         return int(session.run_session(ctx, transport) or 0)
     report_config(opts, cfg, None, None, stderr=True)
     for i, g in enumerate(cfg.groups):

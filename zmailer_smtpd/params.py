@@ -221,6 +221,13 @@ PARAMS: tuple[Param, ...] = (
     _p("perl-hook", EXEC, GLOBAL, None, "Embedded Perl hook.", args="PATH",
        implemented=False, note="no embedded Perl"),
     _p("use-tcp-wrapper", FLAG, GROUP, False, "Check clients with hosts.allow/hosts.deny."),
+    _p("tcp-wrapper-files", WORDS, GROUP, None,
+       "hosts.allow and hosts.deny paths for use-tcp-wrapper"
+       " (default /etc/hosts.allow /etc/hosts.deny).",
+       args="ALLOW DENY"),
+    _p("whoson-server", WORDS, GROUP, None,
+       "whoson server asked with -w: address, port, tcp or udp (default 127.0.0.1 9876 tcp).",
+       args="ADDR [PORT [tcp|udp]]"),
     _p("etrn-cluster", CLUSTER, GLOBAL, (), "Forward ETRN to a cluster node (up to 40).",
        args="NODE USER PASS", maximum=40),
     _p("tracking-cluster", CLUSTER, GLOBAL, (), "Rate tracker cluster peer (up to 40).",

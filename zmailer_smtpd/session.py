@@ -267,6 +267,14 @@ class Session:
         self.rhost_flags = ctx.rhost_flags
         if self.rhost_flags is None and received is not None:
             self.rhost_flags = received.RhostFlags()
+        # -d N (§3.10, §6; policy.md §10.2): in -i and -n the notes and the
+        # policy traces go on the SMTP stream itself as 000- lines.
+        self.debug_on = int(_opt(opts, ("debug",), 0) or 0) >= 1 and ctx.mode in ("interactive", "inetd")
+        self._policy_traced = False
+        self._greeted = False
+        self._deferred: list[bytes] = []
+        if self.debug_on:
+            ctx.extra["debug_sink"] = self.policy_trace
 
     # ------------------------------------------------------------------ settings
     def get(self, name: str, default: Any = None) -> Any:
@@ -294,10 +302,44 @@ class Session:
     def note(self, text: bytes) -> None:
         if self.log is not None:
             self.log.note(text)
+        if self.debug_on:
+            self.debug_out(b"000-" + text)
 
     def lograw(self, text: bytes) -> None:
         if self.log is not None:
             self.log.raw(text)
+        if self.debug_on and text.startswith(b"--"):
+            self.debug_out(b"000-" + text)  # "-- policy result=…" (never an AUTH line)
+
+    def debug_out(self, text: bytes | None = None) -> None:
+        """Write -d lines on the SMTP stream, after the replies queued so far.
+
+        Lines traced before the session existed (policy start-up) come first.
+        """
+        pending = list(self.ctx.extra.pop("debug_pending", None) or [])
+        if text is not None:
+            pending.append(text)
+        if not pending:
+            return
+        try:
+            self.stream.flush()
+            for data in pending:
+                for ln in data.rstrip(b"\r\n").split(b"\n"):
+                    self.stream.write(ln.rstrip(b"\r") + b"\r\n")
+            self.stream.flush()
+        except Exception:  # a debug line never ends a session
+            pass
+
+    def policy_trace(self, text: bytes) -> None:
+        """A policy -d line (already ``000-``…): to the session log and the stream."""
+        if self.log is not None:
+            self.log.raw(text.rstrip(b"\r\n"))
+        if text.startswith(b"000--- policyresult="):
+            self._policy_traced = True
+            if not self._greeted:  # §10.3: it follows the greeting
+                self._deferred.append(text)
+                return
+        self.debug_out(text)
 
     def syslog(self, prio: int, text: bytes) -> None:
         if self.log is not None and hasattr(self.log, "syslog"):
@@ -469,9 +511,13 @@ class Session:
             self.reply(421, b"4.3.2", loadavg.TEXT, flush=True)
             self.ended = True
             return False
-        if ctx.tls is not None and (ctx.listener_kind == "smtps" or _opt(ctx.options, ("tls_on_connect",), False)):
+        implicit = ctx.tls is not None and (
+            ctx.listener_kind == "smtps" or bool(_opt(ctx.options, ("tls_on_connect",), False))
+        )
+        initial = b"" if implicit else self._outlook_hello()
+        if implicit or initial:
             try:
-                t = ctx.tls.handshake(self.stream.transport)
+                t = ctx.tls.handshake(self.stream.transport, initial=initial)
             except Exception as e:
                 self.note(b"Implicite STARTTLS failed: %s" % str(e).encode("latin-1", "replace"))
                 self.exit_status = 2
@@ -481,6 +527,8 @@ class Session:
             self.tls_active = True
             self.proto_tls = True
             self.tls_info = getattr(t, "info", None)
+        if self.debug_on:
+            self.debug_out()  # the policy start-up lines, before the greeting
         if self.network:
             pol = self.policy
             self.policy_status = int(getattr(pol, "status", 1)) if pol is not None else 1
@@ -498,6 +546,8 @@ class Session:
                     self.reject_net = True
             else:
                 self.maxsameip = 0  # 3.0.1: fail closed without a usable policy database
+        if self.network and self.get("use-tcp-wrapper", False) and not self._tcpwrap_allows():
+            return False
         me = ctx.myhostname
         a = self.rhostaddr
         if self.reject_net:
@@ -514,11 +564,60 @@ class Session:
         self.stream.flush()
         self.state = State.MAIL_OR_HELLO if self._initial_mail_or_hello() else State.HELLO
         if self.policyresult != 0 or self.policy_msg:
-            self.note(
-                b"-- policyresult=%d initial policy msg: %s"
-                % (self.policyresult, self.policy_msg or b"<NONE!>")
-            )
+            text = b"-- policyresult=%d initial policy msg: %s" % (self.policyresult, self.policy_msg or b"<NONE!>")
+            if not self._policy_traced:  # else the policy's -d trace shows it (below)
+                self.note(text)
+        self._greeted = True
+        if self._deferred:
+            self.debug_out(b"\n".join(self._deferred))
+            self._deferred = []
         return True
+
+    def _tcpwrap_allows(self) -> bool:
+        """§4.2 step 6 (interfaces.md §6.3): hosts.allow/hosts.deny for smtp-receiver.
+
+        A refusal is answered with 421 (no ESC), a 2 s pause, and the end of
+        the session.  Files: ``PARAM tcp-wrapper-files ALLOW DENY``.
+        """
+        from zmailer_smtpd import tcpwrap
+
+        ctx = self.ctx
+        files = str(self.get("tcp-wrapper-files", "") or "").split()
+        allow, deny = (files + [tcpwrap.HOSTS_ALLOW, tcpwrap.HOSTS_DENY][len(files):])[:2]
+        flags = self.rhost_flags
+        name = None
+        if ctx.rhostname and getattr(flags, "fwd", None) == "OK":
+            name = ctx.rhostname.decode("latin-1")
+        ident = ctx.ident.decode("latin-1") if (self.opt_a and ctx.ident) else None
+        if tcpwrap.allowed(tcpwrap.DAEMON, ctx.peer_addr or "", name, allow, deny,
+                           client_user=ident, server_addr=ctx.local_addr):
+            return True
+        why = b"refusing connection from %s:%d/%s" % (
+            self.rhostname, ctx.peer_port, ctx.ident or b"IDENT-NOT-QUERIED")
+        self.syslog(LOG_WARNING, why)
+        self.note(b"tcp-wrapper: " + why)
+        self.reply(421, None, tcpwrap.REFUSAL % (ctx.myhostname, ctx.version, rfc822_date(ctx.clock())),
+                   flush=True)
+        ctx.sleep(2)
+        self.ended = True
+        return False
+
+    def _outlook_hello(self) -> bytes:
+        """``outlook-tls-bug`` as the manual says: on a port other than 25, a TLS
+        hello sent within 2 s without STARTTLS (0x16 record, or 0x80 SSLv2
+        hello) gets implicit TLS; its bytes go back to the handshake.
+        3.0.1 never did this (interfaces.md T-26)."""
+        ctx = self.ctx
+        if ctx.tls is None or not self.network or not self.get("outlook-tls-bug", False):
+            return b""
+        if ctx.local_port in (25, -1) or ctx.local_port is None:
+            return b""
+        data = self.stream.peek_some(timeout=2.0)
+        if data[:1] in (b"\x16", b"\x80"):
+            self.stream.consume(len(data))
+            self.note(b"outlook-tls-bug: TLS hello without STARTTLS, starting TLS")
+            return data
+        return b""
 
     def greeting(self) -> None:
         lines = list(self.get("hdr220", []) or []) or [R.GREETING_DEFAULT]
@@ -678,14 +777,14 @@ class Session:
             self.reply(550, b"5.7.1", R.REJECT_NET_CMD_2, cont=True, flush=True)
             self.reply(550, b"5.7.1", R.REJECT_NET_CMD_3 % a, tarpit=True, flush=True)
             return
-        if (
-            self.msa
-            and self.authuser is None
-            and not getattr(self.policy, "trusted", False)
-            and handler not in ("STARTTLS", "AUTH", "HELO", "EHLO", "NOOP", "RSET", "QUIT")
-        ):
-            self.reply(530, b"5.3.0", R.MSA_AUTH_REQUIRED % self.rhostaddr)
-            return
+        if self.msa and self.authuser is None:
+            from zmailer_smtpd.auth import msa_check
+
+            trusted = bool(getattr(self.policy, "trusted", False))
+            gate = msa_check(handler.encode("ascii"), authenticated=False, trusted=trusted, rhostaddr=self.rhostaddr)
+            if gate is not None and not trusted:  # trusted MAIL: smtp_mail's own 530 5.5.1 (state first)
+                self.reply(gate[0], gate[1], gate[2])
+                return
         getattr(self, "smtp_" + handler.lower().replace("-", "_"))(verb, text, line)
 
     def unknown(self, text: bytes) -> None:
@@ -709,6 +808,14 @@ class Session:
 
     def _has_style(self, letter: str) -> bool:
         return letter in self.style
+
+    def _router_checks(self, on: str, off: str) -> bool:
+        """MAIL (f/F) or RCPT (t/T) goes to the router: `on` present, `off` absent.
+
+        The manual's rule (spec/README.md decision); 3.0.1 checked whenever
+        ``enable-router`` was set unless F/T was given.
+        """
+        return bool(self.get("enable-router", False)) and self._has_style(on) and not self._has_style(off)
 
     def _policy_call(self, kind: str, *args: Any) -> PolicyAnswer:
         pol = self.policy
@@ -808,9 +915,14 @@ class Session:
             self.reply(250, None, R.HELO_INVALID % text[:200], cont=True)
             self.reply(250, b"5.7.1", R.HELO_SORRY_ERR % (a, rfc821.error_message(self.scan)), cont=True)
         router = self.ctx.router
-        if self._has_style("h") and router is not None:
+        if self._has_style("h"):
             from zmailer_smtpd import router as rmod
 
+            if router is None or not self.get("enable-router", False):
+                # T-12 (interfaces.md §8.1 R11): style h without the router refuses HELO/EHLO
+                self.send_replylines([rmod.ROUTER_NOT_ENABLED], tarpit=True)
+                self.stream.flush()
+                return
             ans = router.check("hello", rmod.prepare_hello(a or b"[0.0.0.0]", self.rhostname))
             if not ans.ok:
                 self.send_replylines(ans.lines, tarpit=True)
@@ -942,6 +1054,13 @@ class Session:
         except esmtp.ParamError as e:
             self._param_error(e, tarpit=True)
             return
+        if mp.auth is not None:  # AUTH=: valid xtext is accepted and discarded (interfaces.md §3.7)
+            from zmailer_smtpd.auth import check_mail_auth_param
+
+            bad = check_mail_auth_param(mp.auth)
+            if bad is not None:
+                self.reply(bad[0], bad[1], bad[2], tarpit=True)
+                return
         addr = rfc821.quote_local_part(addr)
         # policy
         freeze = 0  # freezesource: this transaction's verdict (spool.md §11)
@@ -955,7 +1074,7 @@ class Session:
             freeze = ans.freeze
         router_ans = None
         router = self.ctx.router
-        if router is not None and self.get("enable-router", False) and not self._has_style("F"):
+        if router is not None and self._router_checks("f", "F"):
             from zmailer_smtpd import router as rmod
 
             router_ans = router.check("from", rmod.prepare_address(addr, self._allow_route()))
@@ -991,10 +1110,7 @@ class Session:
         self.sender_ok = True
         self.state = State.RECIPIENT
         if router_ans is not None:
-            lines = list(router_ans.lines)
-            last = lines[-1]
-            lines[-1] = type(last)(last.code, last.enh, last.text + b"; Ok")
-            self.send_replylines(lines)
+            self.send_replylines(router_ans.lines)  # router.map_answer added "; Ok" (§1.6)
         else:
             self.reply(250, b"2.1.0", R.MAIL_OK_ROUTE if note else R.MAIL_OK)
 
@@ -1039,10 +1155,16 @@ class Session:
             heloline=self.heloline,
             flags=self.rhost_flags,
             ident=self.ctx.ident,
+            whoson=self._whoson_trace(),
             authuser=self.authuser,
             cipherinfo=_tls_field(self.tls_info, "cipher_info"),
             peersubject=_tls_field(self.tls_info, "peer_subject"),
         )
+
+    def _whoson_trace(self) -> bytes | None:
+        """The -w lookup's trace text (interfaces.md §6.2); None when not queried."""
+        w = self.ctx.extra.get("whoson")
+        return None if w is None else str(w.trace).encode("latin-1", "replace")
 
     def _with_value(self) -> bytes:
         assert received is not None
@@ -1074,7 +1196,8 @@ class Session:
                     rcvd_tls_peer=bool(self.get("rcvd-tls-peer", False)),
                 ),
             )
-            f.record(b"comment", received.summary_comment_value(ti))
+            f.record(b"comment", received.summary_comment_value(
+                ti, whoson=bool(_opt(self.ctx.options, ("whoson", "w"), False))))
         if mp.body is not None:
             f.record(b"bodytype", mp.body)
         f.record(b"with", self._with_value())
@@ -1253,6 +1376,9 @@ class Session:
         freeze = 0
         if self.network and self.policy_status == 0:
             ans = self._policy_call("rcpt", addr)
+            # protocol.md §4.7 RCPT step 15 also names a "postmaster only" session:
+            # 3.0.1's SS->postmasteronly is never assigned (always 0), so only the
+            # negative-result exemption below is reachable.
             if ans.result < 0 and addr.lower().startswith(b"postmaster"):
                 if addr.lower() == b"postmaster":
                     ans = PolicyAnswer()
@@ -1266,7 +1392,7 @@ class Session:
             freeze = ans.freeze or txn.freeze or self.net_freeze
         router_ans = None
         router = self.ctx.router
-        if router is not None and self.get("enable-router", False) and not self._has_style("T"):
+        if router is not None and self._router_checks("t", "T"):
             from zmailer_smtpd import router as rmod
 
             router_ans = router.check("to", rmod.prepare_address(addr, self._allow_route()))
@@ -1474,9 +1600,9 @@ class Session:
             self.note(b"spool failure: %s" % str(e).encode("latin-1", "replace"))
             if f is not None:
                 f.abort()
+            self._spool_error_reply(e)  # before the transaction is gone: LMTP counts its recipients
             self.txn = None
             self.state = State.MAIL_OR_HELLO
-            self._spool_error_reply(e)
             return
         self.txn = None
         self.state = State.MAIL_OR_HELLO
@@ -1484,14 +1610,26 @@ class Session:
     def _spool_error_reply(self, e: BaseException) -> None:
         """README: any spool failure answers from the error (451 4.3.0 by default)."""
         code, esc, text = getattr(e, "reply", (451, "4.3.0", R.INTERNAL_ERROR.decode()))
-        self.reply(int(code), _b(esc), _b(text), flush=True)
+        self._per_rcpt_reply(int(code), _b(esc), _b(text))
+
+    def _lmtp_count(self) -> int:
+        """Replies due at the end of DATA/BDAT: one per accepted recipient in LMTP (RFC 2033)."""
+        if self.lmtp and self.txn is not None:
+            return max(1, self.txn.accepted)
+        return 1
+
+    def _per_rcpt_reply(self, code: int, esc: bytes | None, text: bytes) -> None:
+        """A final reply to DATA/BDAT, given once per accepted recipient in LMTP mode."""
+        for _ in range(self._lmtp_count()):
+            self.reply(code, esc, text)
+        self.stream.flush()
 
     def _end_of_body_inner(self, txn: Transaction, rx: Any, *, bdat: bool, count: int, last_chunk: int) -> None:
         f = txn.file
         esc452 = b"4.0.0" if bdat else b"4.3.0"
         if getattr(rx, "bare_eol", False):
             f.abort()
-            self.reply(550, b"5.5.2", R.DATA_BARE_LF, flush=True)
+            self._per_rcpt_reply(550, b"5.5.2", R.DATA_BARE_LF)
             self.note(b"aborted (%d bytes): bare LF or CR in DATA" % count)
             return
         if getattr(rx, "out_error", None) is not None:
@@ -1500,18 +1638,18 @@ class Session:
             return
         if not bdat and (getattr(rx, "too_big", False) or (self.maxsize > 0 and count > self.maxsize)):
             f.abort()
-            self.reply(552, b"5.3.4", R.DATA_TOO_LARGE % self.maxsize, flush=True)
+            self._per_rcpt_reply(552, b"5.3.4", R.DATA_TOO_LARGE % self.maxsize)
             self.note(b"aborted (%d bytes): message too large" % count)
             return
         spoolid, size = f.flush_point()
         sid = spoolid.encode("ascii") if isinstance(spoolid, str) else spoolid
         if bdat and self.maxsize > 0 and size > self.maxsize:
             f.abort()
-            self.reply(552, b"5.3.4", R.DATA_TOO_LARGE % self.maxsize, flush=True)
+            self._per_rcpt_reply(552, b"5.3.4", R.DATA_TOO_LARGE % self.maxsize)
             return
         if not f.free_space_ok(0):
             f.abort()
-            self.reply(452, esc452, R.STORAGE_452, flush=True)
+            self._per_rcpt_reply(452, esc452, R.STORAGE_452)
             return
         verdict = self._content_verdict(txn, f)
         priority = int(getattr(rx, "priority", 0) or 0)
@@ -1524,7 +1662,8 @@ class Session:
         disp = verdict.disposition
         if disp == "reject":
             f.abort()
-            self.send_replylines(self._bdat_text(verdict.reply(sid), bdat, last_chunk, size))
+            for lines in verdict.lmtp_replies(sid, self._lmtp_count()):  # one copy unless LMTP
+                self.send_replylines(self._bdat_text(lines, bdat, last_chunk, size))
             self.stream.flush()
             return
         if disp == "freeze":
@@ -1534,7 +1673,8 @@ class Session:
                 self._spool_error_reply(e)
                 return
             self.tarpit()
-            self.send_replylines(verdict.reply(sid))
+            for lines in verdict.lmtp_replies(sid, self._lmtp_count()):  # one copy unless LMTP
+                self.send_replylines(lines)
             self.syslog(
                 LOG_INFO,
                 b"accepted  %s (%dc) from %s/%d into freeze[%d]"
@@ -1556,8 +1696,7 @@ class Session:
         return lines
 
     def _lmtp_repeat(self, lines: list[Any]) -> None:
-        n = self.txn.accepted if (self.lmtp and self.txn is not None) else 1
-        for _ in range(max(1, n)):
+        for _ in range(self._lmtp_count()):
             self.send_replylines(lines)
 
     def _content_verdict(self, txn: Transaction, f: Any) -> Any:
@@ -1788,6 +1927,7 @@ class Session:
             cluster=cl,
             multiline=self.multiline,
             emit=self._emit_cont,
+            log=lambda msg: self.note(msg.encode("latin-1", "replace")),
         )
         self.send_replylines(lines)
         self.stream.flush()
@@ -2052,10 +2192,9 @@ def _opt(opts: Any, names: tuple[str, ...], default: Any) -> Any:
 
 def _redact_auth(line: bytes) -> bytes:
     """The AUTH command line for the log: a PLAIN initial response holds the password."""
-    words = line.split()
-    if len(words) >= 3 and words[0].upper() == b"AUTH" and words[1].upper() != b"LOGIN":
-        return b" ".join(words[:2]) + b" **base64-credentials**"
-    return line
+    from zmailer_smtpd.auth import Authenticator
+
+    return Authenticator.redact_command(line)
 
 
 def _tls_field(info: Any, name: str) -> bytes | None:
