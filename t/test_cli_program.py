@@ -353,7 +353,7 @@ def test_session_helpers_are_wired_from_the_settings(site: Path) -> None:
              b"Subject: t\r\n\r\nPEER-SCRIPT\r\n-1 550 5.7.1 no thanks\r\n.\r\nQUIT\r\n")
     r = run("-i", "-Z", str(site / "z.conf"), stdin=batch)
     assert r.returncode == 0
-    assert b"\r\n250-AUTH LOGIN\r\n" in r.stdout
+    assert b"\r\n250-AUTH=LOGIN PLAIN\r\n250-AUTH LOGIN PLAIN\r\n" in r.stdout
     assert b"\r\n550 5.7.1 Content-Policy reject msg: no thanks; " in r.stdout
     assert os.listdir(site / "po" / "router") == []
 
@@ -404,3 +404,16 @@ def test_check_config_reports_a_tls_setup_that_cannot_start(site: Path) -> None:
     r = run("--check-config", "-Z", str(site / "z.conf"))
     assert r.returncode == 1
     assert "error: group 0: TLS cannot start" in r.stdout.decode()
+
+
+def test_config_diagnostics_reach_the_inetd_stream_with_d(site: Path) -> None:
+    """-n -d 1 without a socket: the 000- diagnostic precedes the greeting on fd 1."""
+    (site / "smtpserver.conf").write_bytes(b"PARAM no-such-keyword\n*  ve\n")
+    r = run("-n", "-d", "1", "-Z", str(site / "z.conf"), stdin=b"QUIT\r\n")
+    conf = site / "smtpserver.conf"
+    want = (f"000-Cfgfile '{conf}' line 1 has bad PARAM keyword/missing parameters:"
+            f" 'no-such-keyword'\r\n").encode()
+    assert r.stdout.startswith(want), r.stdout
+    assert b"\r\n220 " in r.stdout and r.stdout.endswith(b"\r\n") and b"\r\n221 2.0.0 " in r.stdout
+    r = run("-n", "-Z", str(site / "z.conf"), stdin=b"QUIT\r\n")
+    assert r.stdout.startswith(b"220 ")

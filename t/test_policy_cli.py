@@ -85,10 +85,14 @@ def test_debug_trace_in_test_mode(tmp_path: Path) -> None:
     c = program(tmp_path, "[192.0.2.0]/24 rejectnet +\n", "[192.0.2.33]", debug=True)
     try:
         lines = c.reply()
-        assert c.cmd("QUIT")[-1].startswith("221 2.0.0 ")
+        after = c.cmd("QUIT")
+        assert after[-1].startswith("221 2.0.0 ")
     finally:
         c.close()
     pol = [x for x in lines if x.startswith(("000-Policyinit", "000- ", "000--- ", "550"))]
+    # policy.md §10.3: the policyresult note follows the greeting.
+    assert after[0] == ("000--- policyresult=-1 initial policy msg: Your network address is"
+                        " blackholed in our static tables")
     assert pol[0].startswith("000-Policyinit call starts: submission mode: 0, valid whoson: 0, dbpath: ")
     assert "000- Key: 7/IPv4/192.0.2.33/32" in pol
     assert "000- policytestaddr: 'rejectnet +' found" in pol
@@ -97,5 +101,3 @@ def test_debug_trace_in_test_mode(tmp_path: Path) -> None:
         "550-5.7.1 Hello ; Ask HELP for our contact information.",
         "550 5.7.1 Hello ; Your network address is blackholed in our static tables",
     ]
-    assert ("000--- policyresult=-1 initial policy msg: Your network address is blackholed in"
-            " our static tables") in pol

@@ -129,7 +129,7 @@ def test_golden_case_through_session(path: Path) -> None:
                 db, status = open_policy("btree", dbpath)
                 ps = PolicySession(
                     db, status,
-                    resolver=resolver or Resolver([Server("127.0.0.1", 53)], timeout=1.0),
+                    resolver=resolver or Resolver([Server("127.0.0.1", 53)], timeout=10.0),
                     selfaddrs=SelfAddrs(case.selfaddrs) if case.selfaddrs is not None else SelfAddrs(None),
                     myhostname=b"<H>", client_text=a if network else b"",
                 )  # fmt: skip

@@ -4,6 +4,7 @@ router (stand-in peers), AUTH LOGIN."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import ssl
@@ -58,7 +59,7 @@ class Client:
         self.sock.sendall(data)
 
     def reply(self) -> list[bytes]:
-        lines = []
+        lines: list[bytes] = []
         while True:
             while b"\r\n" not in self.buf:
                 chunk = self.sock.recv(4096)
@@ -78,7 +79,7 @@ def run_in_thread(h: Harness, sock: socket.socket, **ctx: Any) -> tuple[threadin
     box: dict[str, Any] = {}
 
     def body() -> None:
-        s = Session(c, SmtpStream(SocketTransport(sock), cmd_timeout=10, data_timeout=10))
+        s = Session(c, SmtpStream(SocketTransport(sock), cmd_timeout=60, data_timeout=60))
         box["rc"] = s.run()
         box["session"] = s
         sock.close()
@@ -153,7 +154,7 @@ def _files(h: Harness) -> dict[str, bytes]:
     ],
 )
 def test_content_filter_verdicts(h: Harness, script: bytes, reply: bytes, where: str | None) -> None:
-    cf = ContentFilter(peer("contentfilter.py"), cwd=h.postoffice, start_timeout=5, answer_timeout=5)
+    cf = ContentFilter(peer("contentfilter.py"), cwd=h.postoffice, start_timeout=30, answer_timeout=30)
     h.ctx_extra["contentfilter"] = cf
     r = h.run(
         *cmds("EHLO client.example.net", "MAIL FROM:<a@example.net>", "RCPT TO:<b@example.org>", "DATA"),
@@ -172,17 +173,57 @@ def test_content_filter_verdicts(h: Harness, script: bytes, reply: bytes, where:
 # ---------------------------------------------------------------- interactive router
 
 
-def test_router_checks_mail_and_rcpt(h: Harness, tmp_path: Path) -> None:
+def _router_session(h: Harness, tmp_path: Path, style: bytes) -> tuple[list[bytes], list[str]]:
+    rlog = tmp_path / "rlog"
     rc = RouterClient(peer("router.py"), "/etc/zmailer/zmailer.conf", b"[192.0.2.10]",
-                      env=dict(os.environ, PEER_LOG=str(tmp_path / "rlog")), start_timeout=5, answer_timeout=5)
+                      env=dict(os.environ, PEER_LOG=str(rlog)), start_timeout=30, answer_timeout=30)
+    h.config_text = b"PARAM policydb btree /var/db/smtp-policy\n*       " + style + b"\n"
     h.values["enable-router"] = True
     h.ctx_extra["router"] = rc
     r = h.run(*cmds("EHLO client.example.net", "MAIL FROM:<alice@example.net>", "RCPT TO:<bob@example.org>"))
     out = r.output.split(b"250 HELP\r\n", 1)[1]
-    lines = out.split(b"\r\n")[:-1]
+    asked = []
+    if rlog.exists():
+        asked = [x["request"] for x in map(json.loads, rlog.read_text().splitlines()) if "request" in x]
+    return out.split(b"\r\n")[:-1], asked
+
+
+def test_router_checks_mail_and_rcpt_with_the_f_and_t_style_flags(h: Harness, tmp_path: Path) -> None:
+    """spec/README.md: the f/t style flags switch the router checks on, as the manual says."""
+    lines, asked = _router_session(h, tmp_path, b"veft")
     assert lines[0].endswith(b"; Ok") and lines[0][:1] == b"2"
     assert lines[-1][:1] == b"2"
-    assert (tmp_path / "rlog").exists()
+    assert asked == ["from\talice@example.net\n", "to\tbob@example.org\n"]
+
+
+@pytest.mark.parametrize("style,want", [
+    (b"ve", []),                                    # the default style: no MAIL/RCPT checks
+    (b"vef", ["from\talice@example.net\n"]),        # only MAIL
+    (b"vet", ["to\tbob@example.org\n"]),            # only RCPT
+    (b"veftF", ["to\tbob@example.org\n"]),          # F wins over f
+    (b"veftT", ["from\talice@example.net\n"]),      # T wins over t
+    (b"veftFT", []),
+])
+def test_router_checks_follow_the_style_flags(h: Harness, tmp_path: Path, style: bytes, want: list[str]) -> None:
+    lines, asked = _router_session(h, tmp_path, style)
+    assert asked == want
+    assert lines[0].startswith(b"250 2.") and lines[1].startswith(b"250 2.")
+    if not any(w.startswith("from") for w in want):
+        assert lines[0].startswith(b"250 2.1.0 Sender syntax Ok")
+    if not any(w.startswith("to") for w in want):
+        assert lines[1].startswith(b"250 2.1.5 Recipient address syntax Ok")
+
+
+def test_router_checks_need_enable_router(h: Harness, tmp_path: Path) -> None:
+    h.values["enable-router"] = False
+    rlog = tmp_path / "rlog"
+    rc = RouterClient(peer("router.py"), "/etc/zmailer/zmailer.conf", b"[192.0.2.10]",
+                      env=dict(os.environ, PEER_LOG=str(rlog)), start_timeout=30, answer_timeout=30)
+    h.config_text = b"PARAM policydb btree /var/db/smtp-policy\n*       veft\n"
+    h.ctx_extra["router"] = rc
+    r = h.run(*cmds("EHLO client.example.net", "MAIL FROM:<alice@example.net>", "RCPT TO:<bob@example.org>"))
+    assert b"250 2.1.0 Sender syntax Ok" in r.output and b"250 2.1.5 Recipient address syntax Ok" in r.output
+    assert not rlog.exists() or "request" not in rlog.read_text()
 
 
 # ---------------------------------------------------------------- AUTH LOGIN
@@ -231,7 +272,7 @@ def test_auth_no_smtp_auth_on_25(h: Harness) -> None:
 
 def test_router_vrfy_answers_exactly_once(h: Harness, tmp_path: Path) -> None:
     rc = RouterClient(peer("router.py"), "/etc/zmailer/zmailer.conf", b"[192.0.2.10]",
-                      env=dict(os.environ, PEER_LOG=str(tmp_path / "rlog")), start_timeout=5, answer_timeout=5)
+                      env=dict(os.environ, PEER_LOG=str(tmp_path / "rlog")), start_timeout=30, answer_timeout=30)
     h.values.update({"enable-router": True, "vrfycmd": True, "expncmd": True})
     h.ctx_extra["router"] = rc
     r = h.run(*cmds("EHLO client.example.net", "VRFY bob@example.org", "EXPN bob@example.org", "NOOP"))

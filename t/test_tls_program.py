@@ -1,0 +1,113 @@
+"""Implicit TLS with the real program: `-t` under -n and -i on a TCP socket (issue 5;
+interfaces.md §4.4): the handshake comes before the greeting; a failed one is
+logged as "Implicite STARTTLS failed" and the program exits 2.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+ROOT = Path(__file__).resolve().parent.parent
+PROG = str(ROOT / "bin" / "smtpserver")
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> dict[str, Any]:
+    ca = trustme.CA()
+    srv = ca.issue_cert("mx.example.org", "127.0.0.1")
+    srv.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    srv.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    po = tmp_path / "po"
+    for d in ("public", "router", "freezer", "transport"):
+        (po / d).mkdir(parents=True)
+    (tmp_path / "db").mkdir()
+    from zmailer_smtpd.policy import db as pdb
+
+    pdb.write_db("btree", str(tmp_path / "db" / "smtp-policy.db"), [])
+    (tmp_path / "z.conf").write_bytes(
+        b"POSTOFFICE=%s\nMAILSHARE=%s\nMAILVAR=%s\n" % (bytes(po), bytes(tmp_path), bytes(tmp_path)))
+    (tmp_path / "smtpserver.conf").write_bytes(
+        b"PARAM policydb btree $MAILVAR/db/smtp-policy\nPARAM use-tls\n"
+        b"PARAM tls-cert-file $MAILVAR/cert.pem\nPARAM tls-key-file $MAILVAR/key.pem\n"
+        b"PARAM rcvd-tls-mode\n*       ve\n")
+    return {"dir": tmp_path, "ca": ca, "po": po}
+
+
+def _start(site: dict[str, Any], mode: str) -> tuple[socket.socket, subprocess.Popen[bytes]]:
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(1)
+    client = socket.create_connection(lsock.getsockname(), timeout=30)
+    conn, _ = lsock.accept()
+    lsock.close()
+    env = {k: v for k, v in os.environ.items() if k != "POSIXLY_CORRECT"}
+    d = site["dir"]
+    proc = subprocess.Popen([sys.executable, PROG, mode, "-t", "-Z", str(d / "z.conf"), "-l", str(d / "log")],
+                            stdin=conn.fileno(), stdout=conn.fileno(), stderr=subprocess.PIPE, env=env)
+    conn.close()
+    return client, proc
+
+
+def _reply(c: Any) -> bytes:
+    data = b""
+    while True:
+        chunk = c.recv(4096)
+        assert chunk, data
+        data += chunk
+        last = data[:-2].rsplit(b"\r\n", 1)[-1] if data.endswith(b"\r\n") else b""
+        if len(last) >= 4 and last[3:4] == b" ":
+            return data
+
+
+def _finish(proc: subprocess.Popen[bytes]) -> int:
+    try:
+        return proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+@pytest.mark.parametrize("mode", ["-n", "-i"])
+def test_dash_t_greets_inside_tls_and_spools_the_cipher(site: dict[str, Any], mode: str) -> None:
+    client, proc = _start(site, mode)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    site["ca"].configure_trust(ctx)
+    with ctx.wrap_socket(client, server_hostname="mx.example.org") as c:
+        assert _reply(c).startswith(b"220 ")
+        c.sendall(b"EHLO client.example.net\r\n")
+        assert b"STARTTLS" not in _reply(c)
+        for cmd in (b"MAIL FROM:<a@example.net>", b"RCPT TO:<b@example.org>", b"DATA"):
+            c.sendall(cmd + b"\r\n")
+            assert _reply(c)[:1] in (b"2", b"3")
+        c.sendall(b"Subject: t\r\n\r\nbody\r\n.\r\n")
+        assert _reply(c).startswith(b"250 ")
+        c.sendall(b"QUIT\r\n")
+        assert _reply(c).startswith(b"221 ")
+    assert _finish(proc) == 0
+    (name,) = os.listdir(site["po"] / "router")
+    spooled = (site["po"] / "router" / name).read_bytes()
+    assert b"TLS-CIPHER: " in spooled and b"with ESMTPS" in spooled
+
+
+@pytest.mark.parametrize("mode", ["-n", "-i"])
+def test_dash_t_handshake_failure_exits_2_and_logs(site: dict[str, Any], mode: str) -> None:
+    client, proc = _start(site, mode)
+    with client:
+        client.sendall(b"EHLO not.tls\r\n")
+        got = client.recv(4096)
+        assert not got.startswith(b"220")
+    assert _finish(proc) == 2
+    assert b"Implicite STARTTLS failed" in (site["dir"] / "log").read_bytes()
+    assert os.listdir(site["po"] / "router") == []
