@@ -10,6 +10,7 @@ server is a temporary failure: :class:`TempFail`.
 from __future__ import annotations
 
 import socket
+import time
 from dataclasses import dataclass
 
 import dns.exception
@@ -102,7 +103,7 @@ class Resolver:
         last = "no nameservers"
         for srv in self.servers:
             try:
-                r = dns.query.udp(q, srv.host, timeout=self.timeout, port=srv.port)
+                r = _udp_exchange(q, srv.host, srv.port, self.timeout)
                 if r.flags & dns.flags.TC:
                     r = dns.query.tcp(q, srv.host, timeout=self.timeout, port=srv.port)
             except (dns.exception.Timeout, OSError, dns.exception.DNSException) as e:
@@ -163,6 +164,33 @@ class Resolver:
                     if rd.strings:
                         return bytes(rd.strings[0])
         return None
+
+
+def _udp_exchange(q: dns.message.Message, host: str, port: int, timeout: float) -> dns.message.Message:
+    """One UDP query on a connected socket.
+
+    Connected, so a nameserver that is not there (port unreachable) fails at
+    once instead of after the whole timeout: a loopback resolver with nothing
+    listening must not cost every session seconds.
+    """
+    import select
+
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    deadline = time.monotonic() + timeout
+    with socket.socket(fam, socket.SOCK_DGRAM) as s:
+        s.connect((host, port))
+        s.send(q.to_wire())
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([s], [], [], left)[0]:
+                raise dns.exception.Timeout()
+            wire = s.recv(65535)
+            try:
+                r = dns.message.from_wire(wire)
+            except dns.exception.DNSException:
+                continue  # not a DNS message: keep waiting for the answer
+            if q.is_response(r):
+                return r
 
 
 def is_ip_literal(text: str) -> bool:

@@ -1,0 +1,47 @@
+"""Process titles of session children (protocol.md §6.3).
+
+Title = ``<`` + rhostname + `` `` + text (the unmatched ``<`` is 3.0.1's).
+An administrator's ``ps`` shows which client each child serves and what it is
+doing.  The master and interactive sessions keep their titles.  Without the
+setproctitle module the calls do nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+_set: Callable[[str], None] | None
+try:
+    from setproctitle import setproctitle as _set
+except ImportError:  # pragma: no cover - the package is a dependency
+    _set = None
+
+RESOLVING = "(connected - resolving remote address)"
+CONNECTED = "(connected)"
+
+
+def _text(value: bytes | str) -> str:
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    return value
+
+
+def set_title(rhostname: bytes | str, text: bytes | str) -> None:
+    """Set ``<rhostname text``; control bytes become '?' so ps output stays one line."""
+    if _set is None:
+        return
+    title = "<" + _text(rhostname) + " " + _text(text)
+    _set("".join(c if " " <= c != "\x7f" else "?" for c in title))
+
+
+def command(rhostname: bytes | str, line: bytes) -> None:
+    """Title for an accepted command line: its first 100 bytes."""
+    set_title(rhostname, line[:100])
+
+
+def data_done(rhostname: bytes | str, size: int) -> None:
+    set_title(rhostname, f"Got '.'; size={size}")
+
+
+def bdat(rhostname: bytes | str, chunk: int, last: bool, size: int) -> None:
+    set_title(rhostname, f"BDAT {chunk}{' LAST' if last else ''}; size={size}")
