@@ -1007,7 +1007,8 @@ class Daemon:
             session_deadline=float(deadline) if deadline > 0 else None,
             must_exit=lambda: bool(must_exit["flag"]),
         )
-        self._session_facts(ctx)
+        if self.runner is None:  # a stand-in runner (tests, bench) brings its own set-up
+            self._session_facts(ctx)
         # §3.7 step 7 (rhostname/ident as far as the context knows them)
         log.note(
             b"connection from %s %s:%d on port %d ipcnt %d childs %d pid %d ident: %s"
