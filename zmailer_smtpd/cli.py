@@ -649,6 +649,12 @@ def _inetd_context(opts: Options, zenv: ZEnv, cfg: Config) -> tuple[Any, Any]:
     )
     ctx.ident = b"IDENT-NOT-QUERIED [port %d]" % peer_port  # -a is not honoured here (3.0.1)
     complete_context(ctx, opts, zenv)
+    # §3.9: after client resolution, before the session (3.0.1 logs it connected or not)
+    from zmailer_smtpd.received import rhostaddr_text
+
+    rhostname = ctx.rhostname or rhostaddr_text(peer)  # as the session shows it
+    log.note(b"connection from %s:%d on port %d pid %d ident: %s"
+             % (rhostname, peer_port, local_port, os.getpid(), ctx.ident))
     return ctx, stream.FdTransport(0, 0 if sock is not None else 1)
 
 

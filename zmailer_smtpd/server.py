@@ -607,9 +607,9 @@ class Daemon:
     def _preload(self) -> None:
         """Import what a session needs now, once, so a child does not; then freeze the heap."""
         if self.runner is None:
-            from . import session
-
-            self.runner = session.run_session
+            # imported now, but self.runner stays None: it marks the real session,
+            # whose collaborators _child_session sets up (_session_facts)
+            from . import session  # noqa: F401
         import importlib
 
         names = PRELOAD + (PRELOAD_TLS if self._tls_possible() else ())
