@@ -1885,32 +1885,28 @@ class Session:
             self.reply(502, b"5.7.0", R.NOT_IMPLEMENTED, flush=True)
 
     def smtp_vrfy(self, verb: bytes, text: bytes, line: Line) -> None:
-        if self.state == State.HELLO:
-            self.reply(503, b"5.5.1", R.VRFY_WAIT_HELO, tarpit=True, flush=True)
-            return
-        arg = rfc821.quote_local_part(self._arg(text, verb))
-        router = self.ctx.router
-        if self._has_style("v") and router is not None and self.get("enable-router", False):
-            ans = router.check("verify", arg)
-            if ans.lines:  # README: always answer once
-                self.send_replylines(ans.lines, tarpit=not ans.ok)
-                self.stream.flush()
-                return
-        self.reply(252, b"2.5.2", R.VRFY_252, flush=True)
+        self._ask_router_or(verb, text, "v", "verify", (252, b"2.5.2", R.VRFY_252, False))
 
     def smtp_expn(self, verb: bytes, text: bytes, line: Line) -> None:
+        self._ask_router_or(verb, text, "e", "expand", (502, b"5.4.0", R.NOT_IMPLEMENTED, True))
+
+    def _ask_router_or(
+        self, verb: bytes, text: bytes, flag: str, kind: str, fallback: tuple[int, bytes, bytes, bool]
+    ) -> None:
+        """VRFY/EXPN: the router's answer when style and PARAMs allow, else `fallback` (once)."""
         if self.state == State.HELLO:
             self.reply(503, b"5.5.1", R.VRFY_WAIT_HELO, tarpit=True, flush=True)
             return
         arg = rfc821.quote_local_part(self._arg(text, verb))
         router = self.ctx.router
-        if self._has_style("e") and router is not None and self.get("enable-router", False):
-            ans = router.check("expand", arg)
+        if self._has_style(flag) and router is not None and self.get("enable-router", False):
+            ans = router.check(kind, arg)
             if ans.lines:  # README: always answer once
                 self.send_replylines(ans.lines, tarpit=not ans.ok)
                 self.stream.flush()
                 return
-        self.reply(502, b"5.4.0", R.NOT_IMPLEMENTED, tarpit=True, flush=True)
+        code, esc, msg, tarpit = fallback
+        self.reply(code, esc, msg, tarpit=tarpit, flush=True)
 
     def smtp_etrn(self, verb: bytes, text: bytes, line: Line) -> None:
         from zmailer_smtpd import etrn
