@@ -445,8 +445,15 @@ def complete_context(ctx: Any, opts: Options, zenv: ZEnv) -> Any:
         if not test_mode and ctx.peer_addr:
             client = (f"[IPv6:{ctx.peer_addr}]" if ":" in ctx.peer_addr
                       else f"[{ctx.peer_addr}]").encode()
+        w = ctx.extra.get("whoson")
+        rate = None
+        if ctx.mode == "daemon" and ctx.extra.get("ratetracker"):
+            from zmailer_smtpd.ratetracker import TrackerClient
+
+            rate = TrackerClient(ctx.extra["ratetracker"])
         ctx.policy = make_session_policy(settings, zenv, myhostname=ctx.myhostname,
-                                         client_text=client, debug=debug)
+                                         client_text=client, debug=debug,
+                                         whoson=bool(getattr(w, "validated", False)), rate=rate)
     return ctx
 
 

@@ -9,7 +9,9 @@ server is a temporary failure: :class:`TempFail`.
 
 from __future__ import annotations
 
+import os
 import socket
+import struct
 import time
 from dataclasses import dataclass
 
@@ -17,10 +19,12 @@ import dns.exception
 import dns.flags
 import dns.message
 import dns.name
+import dns.opcode
 import dns.query
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
+import dns.reversename
 
 
 class TempFail(Exception):
@@ -52,7 +56,26 @@ def parse_servers(spec: str | list[str]) -> list[Server]:
     return out
 
 
-def servers_from_resolv_conf(path: str = "/etc/resolv.conf") -> tuple[list[Server], float]:
+RESOLV_CONF = "/etc/resolv.conf"
+# resolv.conf as read once by the daemon parent (prime()); children inherit it.
+# None: read the file for every Resolver (-i, -n, tests).
+_primed: tuple[list[Server], float] | None = None
+
+
+def prime() -> None:
+    """Read resolv.conf now and let every later Resolver() use that (daemon parent, SIGHUP)."""
+    global _primed
+    _primed = None
+    _primed = servers_from_resolv_conf(RESOLV_CONF)
+
+
+def unprime() -> None:
+    """Back to reading resolv.conf for every Resolver."""
+    global _primed
+    _primed = None
+
+
+def servers_from_resolv_conf(path: str = RESOLV_CONF) -> tuple[list[Server], float]:
     """Nameservers and per-try timeout from resolv.conf (defaults 127.0.0.1, 5 s)."""
     servers: list[Server] = []
     timeout = 5.0
@@ -79,7 +102,8 @@ class Resolver:
 
     def __init__(self, servers: list[Server] | None = None, timeout: float | None = None) -> None:
         if servers is None:
-            servers, t = servers_from_resolv_conf()
+            servers, t = _primed if _primed is not None else servers_from_resolv_conf()
+            servers = list(servers)
             timeout = t if timeout is None else timeout
         self.servers = servers
         self.timeout = 5.0 if timeout is None else timeout
@@ -93,24 +117,36 @@ class Resolver:
 
     def query(self, name: bytes | str, rdtype: str) -> dns.message.Message:
         """One query (absolute name); the first usable response, else TempFail."""
+        r = self._query(name, rdtype, light=False)
+        assert isinstance(r, dns.message.Message)
+        return r
+
+    def _query(self, name: bytes | str, rdtype: str, *, light: bool) -> dns.message.Message | Light:
+        """query(); ``light``: a plain answer may come back as a :class:`Light`."""
         if isinstance(name, bytes):
             name = name.decode("latin-1")
         try:
             qname = dns.name.from_text(name if name.endswith(".") else name + ".")
         except (dns.exception.DNSException, ValueError) as e:
             raise TempFail(f"bad name {name!r}: {e}") from None
-        q = dns.message.make_query(qname, dns.rdatatype.from_text(rdtype), dns.rdataclass.IN)
+        qtype = dns.rdatatype.from_text(rdtype)
+        try:
+            wire_name = qname.to_wire() or b"\0"
+        except dns.exception.DNSException as e:
+            raise TempFail(f"bad name {name!r}: {e}") from None
         last = "no nameservers"
         for srv in self.servers:
             try:
-                r = _udp_exchange(q, srv.host, srv.port, self.timeout)
+                r = _udp_exchange(qname, wire_name, qtype, srv.host, srv.port, self.timeout,
+                                  light=light)
                 if r.flags & dns.flags.TC:
+                    q = dns.message.make_query(qname, qtype, dns.rdataclass.IN)
                     r = dns.query.tcp(q, srv.host, timeout=self.timeout, port=srv.port)
             except (dns.exception.Timeout, OSError, dns.exception.DNSException) as e:
                 last = f"{srv.host}:{srv.port}: {e.__class__.__name__}"
                 continue
             if r.rcode() in (dns.rcode.SERVFAIL, dns.rcode.REFUSED, dns.rcode.NOTIMP):
-                last = f"{srv.host}:{srv.port}: {dns.rcode.to_text(r.rcode())}"
+                last = f"{srv.host}:{srv.port}: {dns.rcode.to_text(dns.rcode.Rcode.make(r.rcode()))}"
                 continue
             return r
         raise TempFail(last)
@@ -126,9 +162,12 @@ class Resolver:
         types = ["A", "AAAA"] if ipv6 else ["A"]
         for t in types:
             try:
-                r = self.query(name, t)
+                r = self._query(name, t, light=t == "A")
             except TempFail:
                 fails += 1
+                continue
+            if isinstance(r, Light):
+                out.extend(r.addresses())
                 continue
             want = dns.rdatatype.from_text(t)
             for rrset in r.answer:
@@ -140,12 +179,12 @@ class Resolver:
 
     def ptr(self, ip: str) -> str | None:
         """The first PTR name of ``ip`` (no trailing dot), or None (also on TempFail)."""
-        import dns.reversename
-
         try:
-            r = self.query(dns.reversename.from_address(ip).to_text(), "PTR")
+            r = self._query(_reverse_name(ip), "PTR", light=True)
         except (TempFail, ValueError):
             return None
+        if isinstance(r, Light):
+            return r.ptr()
         for rrset in r.answer:
             if rrset.rdtype == dns.rdatatype.PTR:
                 for rd in rrset:
@@ -166,31 +205,225 @@ class Resolver:
         return None
 
 
-def _udp_exchange(q: dns.message.Message, host: str, port: int, timeout: float) -> dns.message.Message:
-    """One UDP query on a connected socket.
+def _reverse_name(ip: str) -> str:
+    """in-addr.arpa / ip6.arpa name of an address (what dns.reversename builds), fast for IPv4."""
+    if ":" not in ip:
+        try:
+            a, b, c, d = socket.inet_pton(socket.AF_INET, ip)
+        except OSError:
+            pass  # dnspython says why
+        else:
+            return f"{d}.{c}.{b}.{a}.in-addr.arpa."
+    return str(dns.reversename.from_address(ip).to_text())
+
+
+_HEADER = struct.Struct("!HHHHHH")
+
+
+def _udp_exchange(
+    qname: dns.name.Name, wire_name: bytes, qtype: int, host: str, port: int, timeout: float,
+    *, light: bool = False,
+) -> dns.message.Message | Light:
+    """One UDP query (RD set, class IN, no EDNS: what make_query sends) on a connected socket.
 
     Connected, so a nameserver that is not there (port unreachable) fails at
     once instead of after the whole timeout: a loopback resolver with nothing
-    listening must not cost every session seconds.
+    listening must not cost every session seconds.  The query is packed by
+    hand: dnspython's message builder costs more than the rest of a lookup.
     """
     import select
 
+    qid = int.from_bytes(os.urandom(2), "big")
+    wire = _HEADER.pack(qid, dns.flags.RD, 1, 0, 0, 0) + wire_name + struct.pack(
+        "!HH", qtype, dns.rdataclass.IN)
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
     deadline = time.monotonic() + timeout
     with socket.socket(fam, socket.SOCK_DGRAM) as s:
         s.connect((host, port))
-        s.send(q.to_wire())
+        s.send(wire)
         while True:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([s], [], [], left)[0]:
                 raise dns.exception.Timeout()
-            wire = s.recv(65535)
+            answer = s.recv(65535)
+            if len(answer) < 12 or answer[:2] != wire[:2] or not answer[2] & 0x80:
+                continue  # not the response to this query: keep waiting
+            if light:
+                lr = Light.parse(answer, wire_name, qtype)
+                if lr is NOT_OURS:
+                    continue
+                if isinstance(lr, Light):
+                    return lr
             try:
-                r = dns.message.from_wire(wire)
+                r = dns.message.from_wire(answer)
             except dns.exception.DNSException:
                 continue  # not a DNS message: keep waiting for the answer
-            if q.is_response(r):
+            if _answers(r, qname, qtype):
                 return r
+
+
+def _answers(r: dns.message.Message, qname: dns.name.Name, qtype: int) -> bool:
+    """Message.is_response's checks past id and QR: opcode QUERY, our question."""
+    if r.opcode() != dns.opcode.QUERY:
+        return False
+    if not r.question and r.rcode() in _NO_QUESTION_OK:
+        return True
+    return all(
+        rr.name == qname and rr.rdtype == qtype and rr.rdclass == dns.rdataclass.IN
+        for rr in r.question
+    ) and len(r.question) == 1
+
+
+_NO_QUESTION_OK = frozenset(
+    (dns.rcode.FORMERR, dns.rcode.SERVFAIL, dns.rcode.NOTIMP, dns.rcode.REFUSED))
+
+
+_RR = struct.Struct("!HHIH")
+_ESCAPED = frozenset(b'"().;\\@$')
+
+
+class Light:
+    """A plain response to an A or PTR query, read without dnspython's message parser.
+
+    Only what ptr() and addresses() need, with dnspython's results: records
+    of the answer section grouped by owner, type and class in order of first
+    appearance, duplicates once.  Anything unusual (compression loops,
+    truncation, odd record lengths, an OPT record) makes :meth:`parse`
+    return None and the full parser takes over.
+    """
+
+    __slots__ = ("flags", "_rcode", "answer")
+
+    def __init__(self, flags: int, answer: list[tuple[int, int, bytes, bytes]]) -> None:
+        self.flags = flags
+        self._rcode = flags & 0xF
+        self.answer = answer  # (type, class, owner key, rdata) in wire order
+
+    def rcode(self) -> int:
+        return self._rcode
+
+    @classmethod
+    def parse(cls, wire: bytes, wire_name: bytes, qtype: int) -> Light | object | None:
+        """A Light, NOT_OURS (not the answer to this question), or None (use dnspython)."""
+        try:
+            _, flags, qd, an, ns, ar = _HEADER.unpack_from(wire)
+            if (flags >> 11) & 0xF != 0:  # opcode QUERY
+                return NOT_OURS
+            if flags & dns.flags.TC or ar:
+                return None
+            if qd != 1:
+                if qd == 0 and flags & 0xF in _NO_QUESTION_OK:
+                    return None
+                return NOT_OURS
+            off = 12
+            qn, off = _read_name(wire, off)
+            if qn is None:
+                return None
+            qt, qc = struct.unpack_from("!HH", wire, off)
+            off += 4
+            if qn != wire_name.lower() or qt != qtype or qc != dns.rdataclass.IN:
+                return NOT_OURS
+            answer: list[tuple[int, int, bytes, bytes]] = []
+            for i in range(an + ns):
+                owner, off = _read_name(wire, off)
+                if owner is None:
+                    return None
+                t, c, _ttl, rdlen = _RR.unpack_from(wire, off)
+                off += 10
+                rdata = wire[off : off + rdlen]
+                if len(rdata) != rdlen:
+                    return None
+                if i < an:
+                    if t == dns.rdatatype.A and (rdlen != 4 or c != dns.rdataclass.IN):
+                        return None
+                    if t == dns.rdatatype.PTR:
+                        target, end = _read_name(wire, off)
+                        if target is None or end != off + rdlen:
+                            return None
+                        rdata = _name_text(wire, off).encode("latin-1")
+                    answer.append((t, c, owner, rdata))
+                off += rdlen
+            if off != len(wire):
+                return None
+        except (struct.error, IndexError, UnicodeError):
+            return None
+        return cls(flags, answer)
+
+    def _rrsets(self, rtype: int) -> list[bytes]:
+        groups: dict[tuple[bytes, int, int], list[bytes]] = {}
+        for t, c, owner, rdata in self.answer:
+            if t != rtype:
+                continue
+            g = groups.setdefault((owner, t, c), [])
+            if rdata not in g:
+                g.append(rdata)
+        return [rd for g in groups.values() for rd in g]
+
+    def addresses(self) -> list[str]:
+        return [socket.inet_ntoa(rd) for rd in self._rrsets(dns.rdatatype.A)]
+
+    def ptr(self) -> str | None:
+        for rd in self._rrsets(dns.rdatatype.PTR):
+            return rd.decode("latin-1")
+        return None
+
+
+NOT_OURS = object()
+
+
+def _read_name(wire: bytes, off: int) -> tuple[bytes | None, int]:
+    """(lower-cased uncompressed wire form, offset after the name); None if malformed."""
+    out = bytearray()
+    end = -1
+    hops = 0
+    while True:
+        n = wire[off]
+        if n == 0:
+            out.append(0)
+            off += 1
+            break
+        if n & 0xC0 == 0xC0:
+            if end < 0:
+                end = off + 2
+            off = ((n & 0x3F) << 8) | wire[off + 1]
+            hops += 1
+            if hops > 64:
+                return None, 0
+            continue
+        if n & 0xC0:
+            return None, 0
+        label = wire[off : off + 1 + n]
+        if len(label) != n + 1:
+            return None, 0
+        out += label
+        off += n + 1
+        if len(out) > 255:
+            return None, 0
+    return bytes(out).lower(), (off if end < 0 else end)
+
+
+def _name_text(wire: bytes, off: int) -> str:
+    """The name at ``off`` as dnspython's to_text(omit_final_dot=True) writes it."""
+    labels: list[str] = []
+    while True:
+        n = wire[off]
+        if n == 0:
+            break
+        if n & 0xC0 == 0xC0:
+            off = ((n & 0x3F) << 8) | wire[off + 1]
+            continue
+        label = wire[off + 1 : off + 1 + n]
+        off += n + 1
+        text = []
+        for c in label:
+            if c in _ESCAPED:
+                text.append("\\" + chr(c))
+            elif 0x20 < c < 0x7F:
+                text.append(chr(c))
+            else:
+                text.append(f"\\{c:03d}")
+        labels.append("".join(text))
+    return ".".join(labels) if labels else "."
 
 
 def is_ip_literal(text: str) -> bool:

@@ -63,6 +63,7 @@ PRELOAD = (
     "contentfilter", "etrn", "auth", "tcpwrap", "ident", "whoson", "helper",
     "dnsresolve", "policy.engine", "policy.db", "policy.dnscheck",
 )
+CODECS = ("latin-1", "latin_1", "iso-8859-1", "ascii", "us-ascii", "utf-8", "utf_8")
 PRELOAD_TLS = ("tls",)  # 8 MB more to copy per fork: only when some listener may use TLS
 LOADAVG_FILE = "/proc/loadavg"  # -L reads this (tests point it elsewhere)
 HARD_GRACE = 30  # seconds between the soft deadline (read side shut) and _exit
@@ -433,6 +434,7 @@ class Daemon:
         self.pidfile: PidFile | None = None
         self.use_v6 = False
         self.load = loadavg.LoadCache(LOADAVG_FILE)
+        self.tracker: Any = None  # ratetracker.TrackerServer (policy.md §9.3), made after detach
         self.log = self._open_log()
 
     # --- options and settings -------------------------------------------
@@ -591,6 +593,9 @@ class Daemon:
                 self.pidfile.write(os.getpid())  # our pid changed when we detached
             self.install_signals()
             self._preload()
+            from .ratetracker import open_server
+
+            self.tracker = open_server(self.log.note)
         except BaseException:
             if self.pidfile is not None:
                 self.pidfile.remove()
@@ -618,14 +623,38 @@ class Daemon:
                 importlib.import_module(f"{__package__}.{name}")
             except Exception:  # an optional collaborator that cannot load is the session's business
                 pass
+        import codecs
+
+        for enc in CODECS:  # the codec registry caches them: a child's open() finds them
+            try:
+                codecs.lookup(enc)
+            except LookupError:
+                pass
         from .hostname import myhostname
 
         try:
             myhostname()  # cached: children inherit it instead of asking DNS each
         except OSError:
             pass
+        self._prime()
         gc.collect()
         gc.freeze()  # children share these pages instead of copying them on the first gc
+
+    def _prime(self) -> None:
+        """Host facts every session would look up alike: read once here, again on SIGHUP.
+
+        resolv.conf and the interface addresses (the self-address test).
+        """
+        try:
+            from . import dnsresolve
+            from .policy import dnscheck
+        except Exception:  # noqa: BLE001 - a session then finds out itself
+            return
+        dnsresolve.prime()
+        try:
+            dnscheck.prime()
+        except OSError:
+            dnscheck.unprime()
 
     def _tls_possible(self) -> bool:
         if opt(self.opts, False, "tls_on_connect"):
@@ -639,6 +668,8 @@ class Daemon:
             self.selector.close()
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.pipe_r, selectors.EVENT_READ, None)
+        if self.tracker is not None:
+            self.selector.register(self.tracker.fileno(), selectors.EVENT_READ, self.tracker)
         for ls in self.listeners:
             self.selector.register(ls.sock, selectors.EVENT_READ, ls)
 
@@ -664,6 +695,8 @@ class Daemon:
             for key, _ in events:
                 if key.data is None:
                     self._drain_pipe()
+                elif key.data is self.tracker:
+                    self.tracker.serve()  # answers what is queued, never blocks
                 elif not self.sig_term:
                     self.accept_from(key.data)
 
@@ -782,6 +815,7 @@ class Daemon:
         self.sig_hup = False
         self.log.close()
         self.log = self._open_log()  # log rotation
+        self._prime()  # resolv.conf and the interfaces may have changed too
         if self.loader is None:
             self.log.note(b"SIGHUP: no configuration loader; configuration kept")
             return
@@ -841,6 +875,8 @@ class Daemon:
 
     def shutdown(self) -> None:
         """Stop accepting, let sessions finish (bounded), remove the pidfile, log."""
+        if self.tracker is not None:
+            self.tracker.close()  # draining sessions find it unreachable at once: no limits
         for ls in self.listeners:
             ls.sock.close()
         self.listeners = []
@@ -922,6 +958,8 @@ class Daemon:
         for ls in self.listeners:
             ls.sock.close()
         self.listeners = []
+        if self.tracker is not None:
+            self.tracker.close()  # the child keeps only its address (ctx.extra["ratetracker"])
         for fd in (self.pipe_r, self.pipe_w):
             try:
                 os.close(fd)
@@ -1003,7 +1041,8 @@ class Daemon:
             sameip=facts.sameip,
             listener_kind=ls.spec.kind,
             log=log,
-            extra={"childcnt": facts.childcnt, "must_exit": must_exit, "socket": conn},
+            extra={"childcnt": facts.childcnt, "must_exit": must_exit, "socket": conn,
+                   "ratetracker": self.tracker.address if self.tracker is not None else None},
             session_deadline=float(deadline) if deadline > 0 else None,
             must_exit=lambda: bool(must_exit["flag"]),
         )

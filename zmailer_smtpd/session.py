@@ -1683,6 +1683,9 @@ class Session:
             self.stream.flush()
             return
         f.commit(priority)  # the 250 goes out only after this returned
+        accepted = getattr(self.ctx.policy, "data_accepted", None)
+        if accepted is not None:  # policy.md §9.3: an accepted message counts for ratelimitmsgs
+            accepted(txn.accepted)
         self.note(b"%s: %d bytes" % (sid, size))
         if "s" in str(_zenv_get(self.ctx.zenv, "SYSLOGFLG") or ""):
             self.syslog(LOG_INFO, b"%s: (%dc) accepted from %s/%d" % (sid, size, self.rhostname, self.ctx.peer_port))

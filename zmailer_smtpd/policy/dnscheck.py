@@ -65,8 +65,29 @@ class SelfAddrs:
         return 1 if a in self.addrs else 0
 
 
+# the interface addresses as the daemon parent found them (prime()); None: ask each time
+_primed_interfaces: list[str] | None = None
+_primed_self: SelfAddrs | None = None  # the same as a SelfAddrs (no SELFADDRESSES names)
+
+
+def prime() -> None:
+    """Find the interface addresses now, once, for every later session (daemon parent, SIGHUP)."""
+    global _primed_interfaces, _primed_self
+    unprime()
+    found = interface_addresses()
+    _primed_interfaces, _primed_self = found, SelfAddrs(found)
+
+
+def unprime() -> None:
+    """Back to asking the kernel for every session."""
+    global _primed_interfaces, _primed_self
+    _primed_interfaces = _primed_self = None
+
+
 def interface_addresses() -> list[str]:
     """The host's interface addresses (IPv4 by ioctl, IPv6 from /proc)."""
+    if _primed_interfaces is not None:
+        return list(_primed_interfaces)
     out: list[str] = []
     try:
         names = [n for _, n in socket.if_nameindex()]
@@ -96,6 +117,10 @@ def self_addrs_for_host(resolver: Resolver | None, selfaddresses: str | None) ->
 
     Bracketed literals in SELFADDRESSES are ignored, as in 3.0.1 (§0).
     """
+    names = [n for n in (selfaddresses or "").replace(",", " ").split()
+             if not n.startswith("[") and resolver is not None]
+    if not names and _primed_self is not None:
+        return _primed_self  # only read by its users
     addrs = interface_addresses()
     for name in (selfaddresses or "").replace(",", " ").split():
         if name.startswith("[") or resolver is None:

@@ -17,6 +17,9 @@ TWO SEAMS over one engine (:class:`PolicySession`, one per SMTP session):
            # → Answer(result, msg, freeze); the session renders §6 replies from
            # (result, msg) and does the postmaster exemption and spam trap itself;
            # freeze is the freezer code (1 session freeze, 2 transaction freeze)
+       pol.data_accepted()           # a message was committed: §9.3 counter (cli wraps
+                                     # ctx.spool to call it when a rate tracker exists)
+       # make_session_policy(..., whoson=<whoson query succeeded>, rate=TrackerClient|None)
 
 2. The self-contained verdict API (the golden tests' stand-in session uses it;
    replies are rendered here, byte for byte as policy.md §6)::
@@ -48,6 +51,7 @@ import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..dnsresolve import Resolver
 from . import db as pdb
@@ -200,6 +204,43 @@ def find_nonq(s: bytes, ch: int, start: int = 0, end: int | None = None) -> int:
     return -1
 
 
+class RateCounter(Protocol):
+    """The tracker client's shape (ratetracker.TrackerClient): a reply's number or None."""
+
+    def count(self, line: str) -> int | None: ...
+
+
+RATELIMIT_MSG = b"You are sending too much mail/rcpts per time interval.  Try again later."
+_RL = re.compile(rb"^\s*([+-]?\d+)(?:,\s*([+-]?\d+))?")
+
+
+def parse_ratelimit(value: bytes) -> tuple[int, int] | None:
+    """``sscanf("%d,%d")`` of a ratelimitmsgs value: (N, M) with M 0 when absent; None if no N."""
+    m = _RL.match(value)
+    if m is None:
+        return None
+    return int(m.group(1)), int(m.group(2)) if m.group(2) is not None else 0
+
+
+def ratelimit_result(value: bytes, count: int, *, authenticated: bool = False) -> int:
+    """§9.3's first matching rule for count ``count``: -1 (553), -100 (451) or 0."""
+    limits = parse_ratelimit(value)
+    if limits is None:
+        return 0
+    n, m = limits
+    if authenticated:
+        n, m = n * 10, m * 10
+    if n < 0 and count >= -n:
+        return -1
+    if n > 0 and count >= n:
+        return -100
+    if m < 0 and count >= -m:
+        return -1
+    if m > 0 and count >= m:
+        return -100
+    return 0
+
+
 def rfc822_quote(path: bytes) -> bytes:
     """§6.6 note: a local part with ``\\`` not starting with ``"`` is quoted."""
     if b"\\" in path and not path.startswith(b'"'):
@@ -212,12 +253,12 @@ def rfc822_quote(path: bytes) -> bytes:
 
 def open_policy(
     dbtype: str | None, path: str | None, *, debug: Callable[[str], None] | None = None,
-    submission: bool = False,
+    submission: bool = False, whoson: bool = False,
 ) -> tuple[pdb.PolicyDB | None, int]:
     """Open the database for one session, with the -d init trace (§10.3)."""
     if debug:
         debug(
-            f"000-Policyinit call starts: submission mode: {int(submission)}, valid whoson: 0,"
+            f"000-Policyinit call starts: submission mode: {int(submission)}, valid whoson: {int(whoson)},"
             f" dbpath: {path or ''}"
         )
     db, status = pdb.open_db(dbtype, path)
@@ -244,6 +285,8 @@ class PolicySession:
         debug: Callable[[str], None] | None = None,
         log: Callable[[str], None] | None = None,
         ipv6: bool = False,
+        whoson: bool = False,
+        rate: RateCounter | None = None,
     ) -> None:
         self.db = db
         self.status = 0 if db is not None else (status or 1)
@@ -268,6 +311,14 @@ class PolicySession:
         self.maxsameiplimit = -1
         self.content_filter = -1
         self.ratelimitmsgs: bytes | None = None
+        # §9.2: a successful whoson query of the client; trust_recipients
+        # granted by the IP entry stays, a MAIL-level grant lasts one MAIL
+        self.whoson_valid = whoson
+        self._ip_trust = False
+        # §9.3: the tracker (None: unreachable, nothing is limited)
+        self.rate = rate
+        self.rate_label = ""
+        self.did_query_rate = False
         self.reject_net = False
         self.policyresult = 0  # "last policy result" (smtpserver.c)
         # per transaction
@@ -567,7 +618,9 @@ class PolicySession:
         self._req = {
             A_REJECTNET, A_FREEZENET, A_RELAYCUSTNET, A_MAXINSIZE, A_MAXOUTSIZE,
             A_FULLTRUSTNET, A_TRUSTRECIPIENTS, A_FILTERING, A_RATELIMITMSGS, A_MAXSAMEIPSOURCE,
+            A_TRUSTWHOSON,
         }  # fmt: skip
+        self.rate_label = ("4:" if isinstance(a, ipaddress.IPv4Address) else "6:") + a.packed.hex()
         if not selfr:
             self._req |= {A_TESTDNSRBL, A_RCPTDNSRBL, A_SPF}
         rc = self._addrtest(a.packed, str(a))
@@ -633,6 +686,15 @@ class PolicySession:
             self._d(" policytestaddr: 'relaycustnet +' found")
             self.always_accept = True
             self._pick(A_RELAYCUSTNET)
+        tw = self._v(A_TRUSTWHOSON)
+        if tw == b"+":
+            self._d(f" policytestaddr: 'trust-whoson +' found, accept? = {int(self.whoson_valid)}")
+            if self.whoson_valid:
+                self.trust_recipients = True
+            self._pick(A_TRUSTWHOSON)
+        elif tw == b"-":
+            self.whoson_valid = False
+        self._ip_trust = self.trust_recipients
         f = self._v(A_FILTERING)
         if f is not None:
             self._d(f" policytestaddr: 'filter {f.decode('latin-1')}' found")
@@ -777,6 +839,7 @@ class PolicySession:
         self._trace_call(3)
         self.message = None
         self.sender_reject = self.sender_freeze = self.sender_norelay = False
+        self.trust_recipients = self._ip_trust  # §9.2: a MAIL-level grant is withdrawn
         if self.always_reject:
             return -1
         if self.always_freeze:
@@ -786,9 +849,12 @@ class PolicySession:
         exclude: set[int] = set()
         domain = b""
         base = {A_REJECTSOURCE, A_FREEZESOURCE, A_SENDERNORELAY, A_SENDEROKWITHDNS}
+        whoson = {A_TRUSTWHOSON} if self.whoson_valid else set()
+        user_whoson = False
         if s:
-            self._req = {A_REJECTSOURCE, A_FREEZESOURCE}
+            self._req = {A_REJECTSOURCE, A_FREEZESOURCE} | whoson
             if self._check_user(s):
+                user_whoson = self._is(A_TRUSTWHOSON, b"+")
                 if self._is(A_FREEZESOURCE, b"+"):
                     self._d(" mailfrom: 'freezesource +'")
                     self.sender_freeze = True
@@ -803,7 +869,7 @@ class PolicySession:
                     return -1
                 if self._v(A_REJECTSOURCE) is not None:
                     exclude.add(A_REJECTSOURCE)
-            self._req = base - exclude
+            self._req = (base | whoson) - exclude
             at = find_nonq(s, 0x40)
             if at < 0:
                 return -1
@@ -821,8 +887,10 @@ class PolicySession:
             rl = self.ratelimitmsgs.decode("latin-1") if self.ratelimitmsgs else "<nil>"
             au = self.authuser.decode("latin-1") if self.authuser else "<nil>"
             self._d(f"mailfrom; authuser={au} always_accept={int(self.always_accept)} ratelimitmsgsvalue='{rl}'")
-        # Rate limiting (§9.3) needs the rate-tracking subdaemon, which this
-        # implementation does not have: "not reachable" → nothing is limited.
+        if self.always_accept and self.ratelimitmsgs is not None:
+            rc = self._ratelimit()
+            if rc != 0:
+                return rc
         if self._is(A_REJECTSOURCE, b"+"):
             self._d(" mailfrom: 'rejectsource +'")
             self.sender_reject = True
@@ -834,6 +902,10 @@ class PolicySession:
             self.sender_freeze = True
             self._pick(A_FREEZESOURCE)
             return 1
+        if self.whoson_valid and (user_whoson or self._is(A_TRUSTWHOSON, b"+")):
+            self._d(" mailfrom: 'trust-whoson +' found")
+            self.trust_recipients = True
+            self._pick(A_TRUSTWHOSON)
         sdns = self._v(A_SENDEROKWITHDNS)
         if s and not domain.startswith(b"[") and sdns is not None:
             self._d(f" doing SENDERokWithDNS analysis: '{domain.decode('latin-1')}'")
@@ -850,6 +922,31 @@ class PolicySession:
             self._d(' allow because of "always-accept"')
             return 0
         return 0
+
+    def _ratelimit(self) -> int:
+        """§9.3 at MAIL FROM: ask the tracker for this client's count; 0, -1 or -100."""
+        value = self.ratelimitmsgs or b""
+        self.did_query_rate = True
+        if self.rate is None:
+            return 0
+        text = value.decode("latin-1")
+        self._d(f"Checking 'RateLimitMsgs {text}' attribute")
+        if parse_ratelimit(value) is None:
+            return 0
+        count = self.rate.count(f"MSGS {self.rate_label} {text} MAIL 0,0")
+        if count is None:  # tracker not reachable: nothing is limited
+            return 0
+        rc = ratelimit_result(value, count, authenticated=self.authuser is not None)
+        if rc != 0:
+            self.message = RATELIMIT_MSG
+            self.rate.count(f"EXCESS {self.rate_label} {text} MAIL 1,0")
+        return rc
+
+    def data_accepted(self, nrcpts: int = 1) -> None:
+        """An accepted DATA/BDAT: counted only where the MAIL-time query was made (§9.3)."""
+        if self.did_query_rate and self.rate is not None and self.rate_label:
+            text = (self.ratelimitmsgs or b"-1").decode("latin-1")
+            self.rate.count(f"RCPT {self.rate_label} {text} DATA 1,{max(nrcpts, 1)}")
 
     def _resolve_exact_dot(self) -> None:
         self._d(" DEBUG: 4/DOMAIN/'.'")
@@ -1161,7 +1258,11 @@ class SessionPolicy:
         self.ps.authenticated(user)
 
     def report_failed_rcpts(self, n: int) -> None:
-        """No rate tracker here; nothing to report."""
+        """Failed-recipient counts are not reported (3.0.1 only keeps statistics of them)."""
+
+    def data_accepted(self, nrcpts: int = 1) -> None:
+        """A message was accepted (DATA/BDAT committed): count it for §9.3."""
+        self.ps.data_accepted(nrcpts)
 
     def close(self) -> None:
         """Close the database."""
@@ -1180,6 +1281,8 @@ def make_session_policy(
     log: Callable[[str], None] | None = None,
     resolver: Resolver | None = None,
     selfaddrs: SelfAddrs | None = None,
+    whoson: bool = False,
+    rate: RateCounter | None = None,
 ) -> SessionPolicy:
     """Build ``SessionContext.policy`` for one session (in the child).
 
@@ -1187,6 +1290,9 @@ def make_session_policy(
     from ``settings.get("dns-nameservers")`` when that PARAM exists and is set,
     else /etc/resolv.conf; own addresses are the interfaces plus ZENV
     SELFADDRESSES host names.  ``client_text`` is {A} (b"" in -T mode).
+    ``whoson``: the client's whoson query succeeded (§9.2); ``rate``: the
+    daemon's rate tracker (ratetracker.TrackerClient), None outside daemon
+    mode (then ``ratelimitmsgs`` limits nothing, §9.3).
     """
     from .dnscheck import self_addrs_for_host
 
@@ -1202,7 +1308,7 @@ def make_session_policy(
 
     pdbv = param("policydb")
     dbtype, path = (pdbv[0], pdbv[1]) if isinstance(pdbv, (tuple, list)) and len(pdbv) >= 2 else (None, None)
-    db, status = open_policy(dbtype, path, debug=debug)
+    db, status = open_policy(dbtype, path, debug=debug, whoson=whoson)
     if resolver is None:
         ns = param("dns-nameservers")
         if isinstance(ns, bytes):
@@ -1221,6 +1327,6 @@ def make_session_policy(
         selfaddrs = self_addrs_for_host(resolver, sa if isinstance(sa, str) else None)
     ps = PolicySession(
         db, status, resolver=resolver, selfaddrs=selfaddrs, myhostname=myhostname,
-        client_text=client_text, debug=debug, log=log,
+        client_text=client_text, debug=debug, log=log, whoson=whoson, rate=rate,
     )  # fmt: skip
     return SessionPolicy(ps)
