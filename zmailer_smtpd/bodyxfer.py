@@ -84,6 +84,7 @@ class DataReceiver:
         self._hmode = 0  # 0 buffering, 1 passing the rest of a long line, 2 dropping it
         self._linecnt = 0
         self._ob = bytearray()
+        self._pieces: list[bytes] = []  # body bytes passed on as they are, after _ob
         self._tail = b"\r\n"  # the line end of the DATA command
 
     # -- public -------------------------------------------------------------
@@ -195,7 +196,10 @@ class DataReceiver:
         if k < 0:
             return i, b""
         region = chunk[i : k + 2]  # the chunk itself when all of it (no copy)
-        if region[:3] == b".\r\n":
+        dots = b"." in region  # memchr: most chunks of a large message have none
+        if not dots:
+            e = -1
+        elif region[:3] == b".\r\n":
             e = 0
         else:
             e = region.find(b"\r\n.\r\n")
@@ -207,11 +211,13 @@ class DataReceiver:
         pairs = len(region) - len(out)
         if out.count(b"\n") != pairs or (pairs and region.count(b"\r\n") != pairs):
             return i, b""  # the byte machine finds and flags the bare line end
-        if out[:1] == b".":
+        if not dots:
+            pass
+        elif out[:1] == b".":
             out = out[1:]
             if b"\n." in out:
                 out = out.replace(b"\n.", b"\n")
-        elif b"." in out and b"\n." in out:
+        elif b"\n." in out:
             out = out.replace(b"\n.", b"\n")
         return (k + 2, out) if e < 0 else (-(i + e + 3), out)
 
@@ -312,23 +318,32 @@ class DataReceiver:
 
     def _emit(self, data: bytes) -> None:
         if not self._in_headers:
-            self._ob += data
+            if self._ob:
+                self._ob += data
+            else:
+                self._pieces.append(data)  # the body: no copy
             return
         self._header_bytes(data)
 
     def _drain(self) -> None:
-        if not self._ob:
+        if not self._ob and not self._pieces:
             return
         if self.suppressed or self._out is None:
             self._ob.clear()
+            self._pieces.clear()
             return
-        data = bytes(self._ob)
-        self._ob.clear()
-        try:
-            self._out(data)
-            self.bytes_written += len(data)
-        except Exception as e:  # noqa: BLE001 - any spool failure; reported after the end
-            self.out_error = e
+        pieces = self._pieces
+        if self._ob:
+            pieces.insert(0, bytes(self._ob))
+            self._ob.clear()
+        self._pieces = []
+        for data in pieces:
+            try:
+                self._out(data)
+                self.bytes_written += len(data)
+            except Exception as e:  # noqa: BLE001 - any spool failure; reported after the end
+                self.out_error = e
+                return
 
     # -- header phase (§8.3) --------------------------------------------------
 

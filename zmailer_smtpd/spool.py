@@ -313,9 +313,13 @@ class SpoolFile:
         return self.fd
 
     def _flush(self) -> None:
+        self._write_all(self.buf)
+        self.buf.clear()
+
+    def _write_all(self, data: bytes | bytearray) -> None:
         fd = self._check_open()
         err: OSError | None = None
-        with memoryview(self.buf) as view:
+        with memoryview(data) as view:
             done = 0
             try:
                 while done < len(view):
@@ -324,7 +328,6 @@ class SpoolFile:
                 err = e
         if err is not None:
             raise self._fail("write", err) from err
-        self.buf.clear()
 
     # writing
 
@@ -342,6 +345,9 @@ class SpoolFile:
     def write(self, data: bytes) -> None:
         """Append message bytes; buffered, flushed at flush_point/commit."""
         self._check_open()
+        if not self.buf and len(data) >= _BUFSIZE:
+            self._write_all(data)  # a whole body chunk: straight to the file, not via buf
+            return
         self.buf += data
         if len(self.buf) >= _BUFSIZE:
             self._flush()
