@@ -178,7 +178,12 @@ PARAMS: tuple[Param, ...] = (
     _p("tls-cipher-list", STR, GROUP, None, "OpenSSL cipher string.", args="CIPHERS"),
     _p("tls-cafile", STR, GROUP, None, "Trust anchors for client certificates.", args="PATH"),
     _p("tls-capath", STR, GROUP, None, "Directory of trust anchors.", args="DIR"),
-    _p("tls-loglevel", INT, GROUP, 0, "TLS logging detail 0..4.", args="N"),
+    _p("tls-loglevel", INT, GROUP, 0,
+       "TLS logging detail: 0 none; 1 start-up and certificate facts; 2 also the "
+       "handshake states; 3 also a hex and ASCII dump of the raw handshake records; "
+       "4 also a dump of every raw record of the TLS session. The dumps show the "
+       "records as they cross the socket (encrypted after the handshake), never "
+       "plaintext.", args="N"),
     _p("tls-enforce-tls", INT, GROUP, 0, "Parsed, unused (as in 3.0.1).", args="N",
        implemented=False, note="unused in 3.0.1 too"),
     _p("tls-ccert-vd", INT, GROUP, 1, "Client certificate verify depth.", args="N"),

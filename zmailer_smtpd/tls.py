@@ -8,6 +8,10 @@ The TLS engine runs over memory BIOs: this module does the socket I/O itself,
 so the bytes sniffed by ``outlook-tls-bug`` can be handed back to the
 handshake, every wait has a deadline, and the plaintext buffer it exposes
 (``pending()``) is exact, which a poll on the descriptor alone is not.
+It also lets ``tls-loglevel`` 3 dump the raw records of the handshake and
+4 those of the whole session, as 3.0.1's ``bio_dump_cb`` on the socket BIO
+did (``dump_lines``; TLSTransport._start_dump): what crosses the socket,
+never the plaintext, so no password reaches the log that way.
 
 How the session uses it (the seam; session.py wires it in)::
 
@@ -39,6 +43,7 @@ from __future__ import annotations
 import os
 import select
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -219,6 +224,99 @@ def _cn(name: x509.Name) -> str | None:
     return None
 
 
+# -- tls-loglevel 3/4: the dump of the raw records (interfaces.md §4.1) ------
+
+DUMP_WIDTH = 16
+_TLS_CONTENT_TYPES = range(0x14, 0x19)  # change_cipher_spec .. heartbeat
+_MAX_RECORD = 16384 + 2048  # the largest TLSCiphertext fragment
+
+
+def dump_lines(data: bytes) -> list[str]:
+    """3.0.1's ``tls_dump()`` (OpenSSL's b_dump.c with TRUNCATE), line for line.
+
+    Trailing spaces and NULs are not dumped but summed up in one
+    ``<SPACES/NULS>`` line that gives the full length.  There is no cap:
+    3.0.1 dumps every byte it is handed.
+    """
+    full = len(data)
+    end = full
+    while end > 0 and data[end - 1] in (0x20, 0x00):
+        end -= 1
+    lines = []
+    for row in range(0, end, DUMP_WIDTH):
+        chunk = data[row : min(row + DUMP_WIDTH, end)]
+        hexpart = "".join(
+            f"{b:02x}{'|' if j == 7 else ' '}" if j < len(chunk) else "   "
+            for j, b in enumerate(chunk.ljust(DUMP_WIDTH, b"\0"))
+        )
+        text = "".join(
+            (chr(b) if 0x20 <= b <= 0x7E else ".") + (" " if j == 7 else "")
+            for j, b in enumerate(chunk)
+        )
+        lines.append(f"{row:04x} {hexpart} {text}")
+    if end < full:
+        lines.append(f"{full:04x} - <SPACES/NULS>")
+    return lines
+
+
+class _RecordSplitter:
+    """Cuts the byte stream from the client into whole TLS records.
+
+    A record is (header length, record bytes).  A header that no TLS engine
+    would accept (unknown type, wrong version, oversized) stops the parsing
+    for good and the rest passes as it comes (header length 0), so that a
+    bad client fails at once instead of waiting for a record never sent.
+    """
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.raw = False
+
+    def push(self, data: bytes) -> list[tuple[int, bytes]]:
+        self.buf += data
+        out: list[tuple[int, bytes]] = []
+        while self.buf:
+            if self.raw:
+                out.append((0, bytes(self.buf)))
+                self.buf.clear()
+                break
+            first = self.buf[0]
+            if first in _TLS_CONTENT_TYPES:
+                hlen = 5
+                if len(self.buf) < hlen:
+                    break
+                total = hlen + int.from_bytes(self.buf[3:5], "big")
+                sane = self.buf[1] == 3 and total <= hlen + _MAX_RECORD
+            elif first & 0x80:  # SSLv2-style CLIENT-HELLO: 2-byte header
+                hlen = 2
+                if len(self.buf) < hlen + 1:
+                    break
+                total = hlen + (((first & 0x7F) << 8) | self.buf[1])
+                sane = self.buf[2] == 1  # MSG-CLIENT-HELLO
+            else:
+                sane = False
+            if not sane:  # let TLS see it now and fail at once, as without a dump
+                self.raw = True
+                continue
+            if len(self.buf) < total:
+                break
+            out.append((hlen, bytes(self.buf[:total])))
+            del self.buf[:total]
+        return out
+
+    def take_rest(self) -> bytes:
+        """The incomplete record held back (handed to TLS when dumping stops)."""
+        rest = bytes(self.buf)
+        self.buf.clear()
+        return rest
+
+    def need(self) -> int:
+        """What the next read would ask for, as OpenSSL without read-ahead does."""
+        if len(self.buf) >= 5 and self.buf[0] in _TLS_CONTENT_TYPES:
+            return 5 + int.from_bytes(self.buf[3:5], "big") - len(self.buf)
+        return 5 - len(self.buf) if len(self.buf) < 5 else 1
+
+
 class _VerifyRecord:
     """Per-connection verification facts collected by the verify callback."""
 
@@ -387,22 +485,27 @@ class ServerTLS:
         ssl.set_accept_state()
         t = TLSTransport(ssl, fd, fd if write_fd is None else write_fd, self.log)
         t.under = None if isinstance(conn, int) else conn  # its socket object owns the fd
+        t._start_dump(self.conf.loglevel)
         if initial:
-            ssl.bio_write(initial)
+            t._queue_in(initial)
         deadline_each = timeout
         while True:
             try:
                 ssl.do_handshake()
                 break
             except SSL.WantReadError:
+                if t._inq:  # one record at a time: the dump stops where the handshake does
+                    t._feed_record(t._inq.popleft())
+                    continue
                 try:
                     t._flush_out(deadline_each)
                     data = t._read_fd(deadline_each)
                 except (TimeoutError, OSError) as e:
                     raise TLSError(f"SSL_accept error: {e}") from e
                 if not data:
+                    t._note_eof()
                     raise TLSError("SSL_accept error: connection closed during handshake") from None
-                ssl.bio_write(data)
+                t._queue_in(data)
             except SSL.Error as e:
                 try:
                     t._flush_out(5.0)  # the fatal alert, if any
@@ -410,6 +513,7 @@ class ServerTLS:
                     pass
                 raise TLSError(f"SSL_accept error: {e}") from e
         t._flush_out(deadline_each)
+        t._end_handshake_dump()
         t.info = self._facts(ssl, rec)
         t._drain()
         if self.conf.loglevel >= 1:
@@ -467,6 +571,13 @@ class TLSTransport:
         self.under: Any = None  # the plaintext transport: kept alive, never used again
         self._plain = bytearray()
         self._eof = False
+        # tls-loglevel 3/4 dump state (see _start_dump)
+        self.dump_level = 0
+        self._dumping = False
+        self._splitter = _RecordSplitter()
+        self._inq: deque[tuple[int, bytes]] = deque()
+        self._bio_id = id(ssl) & 0xFFFFFFFF
+        self._offset = {"read from": 0, "write to": 0}
 
     def fileno(self) -> int:
         return self.rfd
@@ -492,9 +603,10 @@ class TLSTransport:
             except TimeoutError:
                 return False
             if not data:
+                self._note_eof()
                 self._eof = True
                 break
-            self.ssl.bio_write(data)
+            self._feed(data)
             self._drain()
         return True
 
@@ -507,9 +619,10 @@ class TLSTransport:
         while not self._plain and not self._eof:
             data = self._read_fd(self.timeout)
             if not data:
+                self._note_eof()
                 self._eof = True
                 break
-            self.ssl.bio_write(data)
+            self._feed(data)
             self._drain()
         out = bytes(self._plain[:n])
         del self._plain[:n]
@@ -539,6 +652,76 @@ class TLSTransport:
             self._flush_out(5.0)
         except (SSL.Error, OSError, TLSError):
             pass
+
+    # -- tls-loglevel 3/4 dumps -------------------------------------------
+
+    def _start_dump(self, loglevel: int) -> None:
+        """Level 3 dumps the handshake, level 4 every record of the session.
+
+        What is dumped are the raw records as they cross the socket, as
+        3.0.1's ``bio_dump_cb`` on the socket BIO did: after the handshake
+        they are encrypted, so no plaintext (no AUTH password, no message)
+        ever reaches the log through the dump.
+        """
+        self.dump_level = loglevel
+        self._dumping = loglevel >= 3
+
+    def _dump_io(self, verb: str, asked: int, data: bytes) -> None:
+        """3.0.1's ``read from %08X [%08lX] (%d bytes => %ld (0x%X))`` and the dump.
+
+        The two addresses of 3.0.1 (the BIO, the buffer) mean nothing here:
+        the first is a per-connection number, the second the offset of
+        these bytes in that direction's byte stream.
+        """
+        n = len(data)
+        off = self._offset[verb]
+        self._offset[verb] = off + n
+        self.log(f"{verb} {self._bio_id:08X} [{off & 0xFFFFFFFF:08X}] ({asked} bytes => {n} (0x{n:X}))")
+        for line in dump_lines(data):
+            self.log(line)
+
+    def _note_eof(self) -> None:
+        """A read that saw EOF: 3.0.1 logs the read with ``=> 0`` and no dump."""
+        if self._dumping:
+            self._dump_io("read from", self._splitter.need(), b"")
+
+    def _queue_in(self, data: bytes) -> None:
+        """Bytes from the client during the handshake, queued as records."""
+        if self._dumping:
+            self._inq.extend(self._splitter.push(data))
+        else:
+            self._inq.append((0, data))
+
+    def _feed_record(self, item: tuple[int, bytes]) -> None:
+        """Dump (header, then body, as OpenSSL reads them) and hand to TLS."""
+        hlen, data = item
+        if self._dumping:
+            if hlen:
+                self._dump_io("read from", hlen, data[:hlen])
+                if len(data) > hlen:
+                    self._dump_io("read from", len(data) - hlen, data[hlen:])
+            else:
+                self._dump_io("read from", _CHUNK, data)
+        self.ssl.bio_write(data)
+
+    def _end_handshake_dump(self) -> None:
+        """Below level 4 the dump ends with the handshake (3.0.1's do_dump = 0)."""
+        if self.dump_level < 4:
+            self._dumping = False
+        while self._inq:
+            self._feed_record(self._inq.popleft())
+        if not self._dumping:
+            rest = self._splitter.take_rest()
+            if rest:
+                self.ssl.bio_write(rest)
+
+    def _feed(self, data: bytes) -> None:
+        """Bytes read after the handshake: dumped per record at level 4."""
+        if not self._dumping:
+            self.ssl.bio_write(data)
+            return
+        for item in self._splitter.push(data):
+            self._feed_record(item)
 
     # -- internals -------------------------------------------------------
 
@@ -591,6 +774,8 @@ class TLSTransport:
                 return
             if not out:
                 return
+            if self._dumping:
+                self._dump_io("write to", len(out), out)
             self._write_fd(out, timeout)
 
     def _write_fd(self, data: bytes, timeout: float | None) -> None:
