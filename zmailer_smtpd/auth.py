@@ -53,13 +53,19 @@ import subprocess
 import syslog as _syslog
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pysasl.creds.plain import PlainCredentials
-from pysasl.exception import InvalidResponse
-from pysasl.mechanism import ChallengeResponse, ServerChallenge, ServerMechanism
-from pysasl.mechanism.login import LoginMechanism
-from pysasl.mechanism.plain import PlainMechanism
+if TYPE_CHECKING:  # pysasl (and the importlib.metadata it pulls in) loads on the first AUTH
+    from pysasl.mechanism import ChallengeResponse, ServerMechanism
+
+
+def load_sasl() -> None:
+    """Import pysasl now: the daemon parent does so when AUTH is configured, once for all children."""
+    import pysasl.creds.plain
+    import pysasl.exception
+    import pysasl.mechanism.login
+    import pysasl.mechanism.plain  # noqa: F401
+
 
 Reply = tuple[int, str | None, bytes]  # code, enhanced status code, text
 LogFn = Callable[[str], None]
@@ -528,6 +534,9 @@ class Authenticator:
                 )
         if len(words) > 2:
             return self._refuse(R_JUNK)
+        from pysasl.mechanism.login import LoginMechanism
+        from pysasl.mechanism.plain import PlainMechanism
+
         mech: ServerMechanism = LoginMechanism() if name == b"LOGIN" else PlainMechanism()
         self._x = _Exchange(mech, name)
         if len(words) == 2:
@@ -580,6 +589,10 @@ class Authenticator:
     # -- internals ----------------------------------------------------------
 
     def _advance(self, response: bytes | None) -> AuthStep:
+        from pysasl.creds.plain import PlainCredentials
+        from pysasl.exception import InvalidResponse
+        from pysasl.mechanism import ChallengeResponse, ServerChallenge
+
         x = self._x
         assert x is not None
         if response is not None:

@@ -8,6 +8,7 @@ setproctitle module the calls do nothing.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 _set: Callable[[str], None] | None
@@ -20,18 +21,30 @@ RESOLVING = "(connected - resolving remote address)"
 CONNECTED = "(connected)"
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")  # shown as '?' so ps output stays one line
+_last: str | None = None  # the title this process set last: the same one again costs nothing
+
+
 def _text(value: bytes | str) -> str:
     if isinstance(value, bytes):
         return value.decode("latin-1")
     return value
 
 
+def title_text(rhostname: bytes | str, text: bytes | str) -> str:
+    """The title ``<rhostname text`` with control characters (and DEL) as '?'."""
+    return _CONTROL.sub("?", "<" + _text(rhostname) + " " + _text(text))
+
+
 def set_title(rhostname: bytes | str, text: bytes | str) -> None:
     """Set ``<rhostname text``; control bytes become '?' so ps output stays one line."""
+    global _last
     if _set is None:
         return
-    title = "<" + _text(rhostname) + " " + _text(text)
-    _set("".join(c if " " <= c != "\x7f" else "?" for c in title))
+    title = title_text(rhostname, text)
+    if title != _last:
+        _set(title)
+        _last = title
 
 
 def command(rhostname: bytes | str, line: bytes) -> None:

@@ -623,6 +623,13 @@ class Daemon:
                 importlib.import_module(f"{__package__}.{name}")
             except Exception:  # an optional collaborator that cannot load is the session's business
                 pass
+        if any(setting(g, "smtp-auth", False) for g in self.groups):
+            try:
+                from .auth import load_sasl
+
+                load_sasl()  # auth.py imports pysasl lazily: only sessions that may AUTH need it
+            except Exception:
+                pass
         import codecs
 
         for enc in CODECS:  # the codec registry caches them: a child's open() finds them
@@ -630,6 +637,11 @@ class Daemon:
                 codecs.lookup(enc)
             except LookupError:
                 pass
+        from collections.abc import Mapping
+
+        # spool.zget asks isinstance(zenv, Mapping) per session; the ABC caches the
+        # (negative) answer, and a child inherits the cache instead of walking the subclasses
+        isinstance(self.zenv, Mapping)
         from .hostname import myhostname
 
         try:

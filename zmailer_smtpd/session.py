@@ -183,6 +183,7 @@ class Session:
         self.log = ctx.log
         s = ctx.settings
         self._settings = s
+        self._got: dict[str, Any] = {}  # get()'s answers by name
         opts = ctx.options
         self.network = ctx.network
         # options
@@ -282,10 +283,15 @@ class Session:
         s = self._settings
         if s is None:
             return default
-        try:
-            v = s.get(name)
-        except (KeyError, AttributeError, ValueError):
-            return default
+        cache = self._got
+        if name in cache:  # the settings do not change during a session
+            v = cache[name]
+        else:
+            try:
+                v = s.get(name)
+            except (KeyError, AttributeError, ValueError):
+                v = None
+            cache[name] = v
         return default if v is None else v
 
     def _lmtp_allowed(self) -> bool:
@@ -681,8 +687,9 @@ class Session:
         text = line.text
         if self.strict < 1:
             text = text.rstrip(b" \t")
-        if self.log is not None:
-            self.log.received(_redact_auth(text))
+        log = self.log
+        if log is not None and getattr(log, "active", True):  # an idle log needs no redaction
+            log.received(_redact_auth(text))
         # step 5: illegal bytes
         if line.bad is not None and not (self.strict < 1 and text[:4].upper() in (b"HELO", b"EHLO")):
             b = line.stored[line.bad]
@@ -2191,6 +2198,8 @@ def _opt(opts: Any, names: tuple[str, ...], default: Any) -> Any:
 
 def _redact_auth(line: bytes) -> bytes:
     """The AUTH command line for the log: a PLAIN initial response holds the password."""
+    if line.lstrip()[:4].upper() != b"AUTH":  # the first word, as redact_command splits it
+        return line
     from zmailer_smtpd.auth import Authenticator
 
     return Authenticator.redact_command(line)

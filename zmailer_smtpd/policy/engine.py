@@ -400,18 +400,22 @@ class PolicySession:
 
     def _walk(self, key: bytes, depth: int) -> bool:
         assert self.db is not None
-        self._d(f" Key: {pdb.key_debug(key)}")
+        tracing = self._debug is not None  # the trace lines are built only when traced
+        if tracing:
+            self._d(f" Key: {pdb.key_debug(key)}")
         rec = self.db.get(key)
         if rec is None:
             self._d("  query failed")
             return False
         pending: bytes | None = None
         for code, text in pdb.iter_attrs(rec):
-            name = pdb.ATTR_NAMES.get(code, str(code))
-            self._d(f"   Attribute: {len(text) + 3}/{name}/'{text.decode('latin-1')}'")
+            if tracing:
+                name = pdb.ATTR_NAMES.get(code, str(code))
+                self._d(f"   Attribute: {len(text) + 3}/{name}/'{text.decode('latin-1')}'")
             if code == A_ALIAS:
                 if depth < 5:
-                    self._d(f" Alias-recursion: {4 - depth}")
+                    if tracing:
+                        self._d(f" Alias-recursion: {4 - depth}")
                     try:
                         tkey = pdb.string_key(pdb.K_TAG, pdb.lower(text))
                     except pdb.KeyError_:
@@ -465,12 +469,14 @@ class PolicySession:
         for w in range(nbits, -1, -1):
             self._req = set(req)
             if self._resolve(pdb.ip_key(packed, w)):
-                self._d(f" Results:  {self._results()}")
+                if self._debug is not None:
+                    self._d(f" Results:  {self._results()}")
                 return True
         if nbits == 128:
             self._req = set(req)
             if self._resolve(pdb.ip_key(b"\0\0\0\0", 0)):
-                self._d(f" Results:  {self._results()}")
+                if self._debug is not None:
+                    self._d(f" Results:  {self._results()}")
                 return True
         self.values = {}
         self.messages = {}
