@@ -1,5 +1,6 @@
-"""Shared pieces of the policy tests: golden-case format, builder runs, dnsmasq, a
-stand-in SMTP dialogue that renders the engine's verdicts as replies.
+"""Shared pieces of the policy tests: golden-case format, builder runs, dnsmasq, and
+dialogues through the real Session with the real policy engine (its replies are
+the only rendering of policy.md §6).
 
 Golden case format (t/golden/policy/NAME.in; expected output in NAME.ref):
 
@@ -12,13 +13,13 @@ Golden case format (t/golden/policy/NAME.in; expected output in NAME.ref):
     HELO client.example           commands of that session, one a line
 
 Output (.ref): for each session ``@session ...``, then ``C: cmd`` / ``S: reply``
-lines.  The server's host name is ``<H>``, the spool id ``<spoolid>``.
+lines.  The server's host name is ``<H>``, the spool id ``<spoolid>``; the greeting
+is ``S: 220 …``, the EHLO capabilities after SIZE ``S: 250 …``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import subprocess
 import sys
@@ -27,6 +28,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -38,11 +40,7 @@ import dns.query  # noqa: E402
 from zmailer_smtpd.dnsresolve import Resolver, Server  # noqa: E402
 from zmailer_smtpd.policy import builder  # noqa: E402
 from zmailer_smtpd.policy.dnscheck import SelfAddrs  # noqa: E402
-from zmailer_smtpd.policy.engine import (  # noqa: E402
-    PolicySession,
-    freeze_reply_text,
-    open_policy,
-)
+from zmailer_smtpd.policy.engine import PolicySession, SessionPolicy, open_policy  # noqa: E402
 
 GOLDEN = Path(__file__).parent / "golden" / "policy"
 
@@ -152,128 +150,114 @@ def _path(arg: str) -> str:
     return arg[lt + 1 : gt] if 0 <= lt < gt else arg.split(":", 1)[-1].strip()
 
 
+MODELLED = {"HELO", "EHLO", "MAIL", "RCPT", "DATA", "RSET", "QUIT"}
+
+
+def replies(out: bytes) -> list[list[bytes]]:
+    """Split a transcript into replies (lists of lines)."""
+    groups: list[list[bytes]] = []
+    cur: list[bytes] = []
+    for line in out.split(b"\r\n")[:-1]:
+        cur.append(line)
+        if line[3:4] != b"-":
+            groups.append(cur)
+            cur = []
+    if cur:
+        groups.append(cur)
+    return groups
+
+
+def transcript(h: Any, policy: SessionPolicy, cmds: list[str]) -> list[str]:
+    """Run ``cmds`` through a real Session; the replies in the .ref format.
+
+    A second MAIL gets an RSET before it (not shown); the greeting, the EHLO
+    capability tail and the spool id are abbreviated as the module docstring says.
+    """
+    from sessionkit import ScriptTransport
+
+    from zmailer_smtpd.session import Session
+    from zmailer_smtpd.stream import SmtpStream
+
+    chunks: list[bytes] = []
+    sent: list[tuple[str, bool]] = []  # (command, injected by us)
+    seen_mail = False
+    for c in cmds:
+        if c.split(" ", 1)[0].split(":", 1)[0].upper() == "MAIL":
+            if seen_mail:  # the cases chain MAILs; real SMTP needs RSET (503)
+                chunks.append(b"RSET\r\n")
+                sent.append(("RSET", True))
+            seen_mail = True
+        chunks.append(c.encode("latin-1") + b"\r\n")
+        sent.append((c, False))
+        if c.split(" ", 1)[0].upper() == "DATA":
+            chunks.append(b"x\r\n.\r\n")
+    h.policy = policy
+    ctx = h.context()
+    t = ScriptTransport(chunks)
+    Session(ctx, SmtpStream(t, cmd_timeout=5, data_timeout=5)).run()
+    groups = replies(t.output)
+    out: list[str] = []
+
+    def say(lines: list[bytes]) -> None:
+        out.extend("S: " + x.decode("latin-1").replace("mx.example.org", "<H>") for x in lines)
+
+    g = groups.pop(0)
+    if g[0].startswith(b"220 "):
+        out.append("S: 220 …")
+    else:
+        say(g)
+    for c, injected in sent:
+        if not groups:
+            break
+        if injected:
+            groups.pop(0)
+            continue
+        out.append("C: " + c)
+        verb = c.split(" ", 1)[0].split(":", 1)[0].upper()
+        g = groups.pop(0)
+        if verb == "EHLO" and g[-1] == b"250 HELP":
+            size = next(x for x in g if x.startswith(b"250-SIZE"))
+            out += ["S: " + g[0].decode("latin-1").replace("mx.example.org", "<H>"),
+                    "S: " + size.decode(), "S: 250 …"]
+        elif verb == "DATA" and g == [b"354 Start mail input; end with <CRLF>.<CRLF>"]:
+            say(g)
+            out.append("C: (message) .")
+            g = groups.pop(0)
+            if g[0].startswith(b"250 2.0.0 accepted; "):
+                out.append("S: 250 2.0.0 <spoolid> Message accepted for delivery")
+            else:
+                say([ln.split(b"; S")[0] + b"; <spoolid>" if b"; S" in ln else ln for ln in g])
+        elif verb not in MODELLED and not g[0].startswith((b"4", b"5")):
+            out.append("S: 250 2.0.0 Ok")
+        else:
+            say(g)
+    return out
+
+
 def run_dialogue(
     dbpath: str, ip: str, cmds: list[str], *, network: bool = False,
     resolver: Resolver | None = None, selfaddrs: list[str] | None = None,
     debug: list[str] | None = None,
 ) -> list[str]:
-    """A stand-in session: the policy-relevant replies of protocol.md §4 for ``cmds``."""
+    """One session through the real Session and policy engine (``network``: {A} = [ip],
+    no PTR; else -T: interactive, {A} empty, reverse name "stdin"); .ref-format lines."""
+    from sessionkit import Harness, utc_tz
+
+    utc_tz()
+    a = b"[" + ip.encode() + b"]" if ":" not in ip else b"[IPv6:" + ip.encode() + b"]"
     db, status = open_policy("btree", dbpath, debug=debug.append if debug is not None else None)
     ps = PolicySession(
         db, status,
-        resolver=resolver or Resolver([Server("127.0.0.1", 53)], timeout=2.0),
+        resolver=resolver or Resolver([Server("127.0.0.1", 53)], timeout=10.0),
         selfaddrs=SelfAddrs(selfaddrs) if selfaddrs is not None else SelfAddrs(None),
-        myhostname=b"<H>",
-        client_text=(b"[" + ip.encode() + b"]" if ":" not in ip else b"[IPv6:" + ip.encode() + b"]")
-        if network else b"",
+        myhostname=b"<H>", client_text=a if network else b"",
         debug=debug.append if debug is not None else None,
     )  # fmt: skip
-    out: list[str] = []
-
-    def say(v_lines: list[bytes]) -> None:
-        out.extend("S: " + x.decode("latin-1") for x in v_lines)
-
-    v = ps.connect(ip, hostname=None if network else b"stdin", sameip=0)
-    if v.code:
-        say(v.reply_lines())
-    else:
-        out.append("S: 220 …")
-    ps.greeting_sent()
-    state = "hello"
-    nrcpt = 0
-    for cmd in cmds:
-        out.append("C: " + cmd)
-        verb = cmd.split(" ", 1)[0].split(":", 1)[0].upper()
-        gate = ps.command_gate(verb.encode())
-        if gate is not None:
-            say(gate.reply_lines())
-            continue
-        arg = cmd[len(verb):].strip()
-        if verb in ("HELO", "EHLO"):
-            ps.helo(arg.encode())
-            state = "mail"
-            if verb == "EHLO":
-                out.append(f"S: 250-<H> Hello {arg}")
-                out.append(f"S: 250-SIZE {ps.size_limit(0)}")
-                out.append("S: 250 …")
-            else:
-                out.append(f"S: 250 <H> Hello {arg}")
-        elif verb == "MAIL":
-            p = _path(arg).encode()
-            v = ps.mail_from(p)
-            if v.code:
-                say(v.reply_lines())
-            else:
-                state = "rcpt"
-                nrcpt = 0
-                out.append("S: 250 2.1.0 Sender syntax Ok; ")
-        elif verb == "RCPT":
-            if state != "rcpt":
-                w = ps.rcpt_before_mail()
-                if w is not None:
-                    say(w.reply_lines())
-                else:
-                    out.append("S: 503 5.5.1 Waiting for MAIL command")
-                continue
-            p = _path(arg).encode()
-            v = ps.rcpt_to(p)
-            if v.code:
-                say(v.reply_lines())
-            else:
-                nrcpt += 1
-                out.append(f"S: 250 2.1.5 Recipient address syntax Ok; rcpt=<{p.decode('latin-1')}>")
-        elif verb == "DATA":
-            if state != "rcpt" or not nrcpt:
-                out.append("S: 503 5.5.1 No valid recipients")
-                continue
-            out.append("S: 354 Start mail input; end with <CRLF>.<CRLF>")
-            out.append("C: (message) .")
-            v = ps.data()
-            if v.freeze:
-                out.append("S: 250 2.7.1 " + freeze_reply_text(v.freeze, v.message, b"<spoolid>").decode())
-            elif v.code:
-                say(v.reply_lines())
-            else:
-                out.append("S: 250 2.0.0 <spoolid> Message accepted for delivery")
-            state = "mail"
-        elif verb == "RSET":
-            if state == "rcpt":
-                state = "mail"
-            ps.reset_transaction()
-            out.append("S: 250 2.0.0 Reset processed, now waiting for MAIL command")
-        elif verb == "QUIT":
-            out.append("S: 221 2.0.0 <H> Out")
-            break
-        else:
-            out.append("S: 250 2.0.0 Ok")
-    if db is not None:
-        db.close()
-    return out
-
-
-def run_case(case: Case) -> str:
-    """Build the case's database with the real builder and run its sessions."""
     with tempfile.TemporaryDirectory() as td:
-        tmp = Path(td)
-        files = dict(case.files)
-        files.setdefault("localnames", "")
-        rc, msgs = build_db(files, tmp / "db")
-        assert rc == 0, msgs
-        dbpath = str(tmp / "db" / "smtp-policy")
-        out: list[str] = []
-        with contextlib.ExitStack() as st:
-            resolver = st.enter_context(dnsmasq(case.dns, tmp)) if case.dns else None
-            for spec, cmds in case.sessions:
-                words = spec.split()
-                out.append("@session " + spec)
-                out.extend(
-                    run_dialogue(
-                        dbpath, words[0], cmds, network="network" in words[1:],
-                        resolver=resolver, selfaddrs=case.selfaddrs,
-                    )
-                )  # fmt: skip
-        return "\n".join(out) + "\n"
+        h = Harness(Path(td))
+        h.config_text = b"PARAM policydb btree " + dbpath.encode() + b"\n127.0.0.1 -\n*  ve\n"
+        h.peer_addr = ip
+        if not network:
+            h.mode = "interactive"
+        return transcript(h, SessionPolicy(ps), cmds)
 
-
-def env_update() -> bool:
-    return os.environ.get("POLICY_GOLDEN_UPDATE") == "1"

@@ -49,10 +49,10 @@ def test_default_policy_is_a_closed_relay(tmp_path: Path) -> None:
                                selfaddrs=["203.0.113.25"])
         local4 = run_dialogue(dbpath, "127.0.0.1", cmds[:2] + cmds[5:], network=True,
                               resolver=res, selfaddrs=["203.0.113.25"])
-        local6 = run_dialogue(dbpath, "::1", ["MAIL FROM:<you@nowhere.example>",
+        local6 = run_dialogue(dbpath, "::1", ["EHLO client.example", "MAIL FROM:<you@nowhere.example>",
                                               "RCPT TO:<u@anywhere.example>"],
                               network=True, resolver=res, selfaddrs=["203.0.113.25"])
-        badsender = run_dialogue(dbpath, "192.0.2.10", ["MAIL FROM:<a@nx.example>"],
+        badsender = run_dialogue(dbpath, "192.0.2.10", ["EHLO client.example", "MAIL FROM:<a@nx.example>"],
                                  network=True, resolver=res, selfaddrs=["203.0.113.25"])
     a = "[192.0.2.10]"
     assert outside == [

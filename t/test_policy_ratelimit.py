@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from policy_support import build_db
+from policy_support import build_db, transcript
 from test_daemon_clients import ETC, Smtpd, smtpd  # noqa: F401 - the daemon fixture
 from test_daemon_parent import read_reply, talk
 
@@ -23,6 +23,7 @@ from zmailer_smtpd.policy.dnscheck import SelfAddrs
 from zmailer_smtpd.policy.engine import (
     RATELIMIT_MSG,
     PolicySession,
+    SessionPolicy,
     open_policy,
     parse_ratelimit,
     ratelimit_result,
@@ -174,39 +175,68 @@ def engine(tmp: Path, src: str, rate: rt.TrackerClient | None, ip: str = "192.0.
     return ps
 
 
-def mail_reply(ps: PolicySession, addr: bytes = b"a@sender.example") -> bytes:
+def mail_reply(ps: PolicySession, addr: bytes = b"a@sender.example") -> tuple[int, bytes | None]:
+    """The engine's MAIL answer (result, message); the session renders -100 as 451, -1 as 553."""
     v = ps.mail_from(addr)
-    return b"250" if v.code == 0 else b"%d %s %s" % (v.code, v.esc.encode(), v.lines[0])
+    return v.result, v.message
 
 
-@pytest.mark.parametrize("limit, code", [("2", b"451 4.7.1"), ("-2", b"553 5.7.1")])
-def test_limit_reached_at_mail_from(tmp_path: Path, tracker: rt.TrackerServer, limit: str, code: bytes) -> None:
+@pytest.mark.parametrize("limit, code", [("2", -100), ("-2", -1)])
+def test_limit_reached_at_mail_from(tmp_path: Path, tracker: rt.TrackerServer, limit: str, code: int) -> None:
     ps = engine(tmp_path, f"[192.0.2.0]/24  relaycustnet + ratelimitmsgs {limit}\n",
                 rt.TrackerClient(tracker.address))
     assert ps.rate_label == "4:c000020a"
-    assert mail_reply(ps) == b"250"
+    assert mail_reply(ps)[0] == 0
     ps.data_accepted()
-    assert mail_reply(ps) == b"250"
+    assert mail_reply(ps)[0] == 0
     ps.data_accepted()
-    assert mail_reply(ps) == (code + b" Hello [192.0.2.10], for your MAIL FROM address <a@sender.example>"
-                              b" policy analysis reported: " + TOO_MUCH)
+    assert mail_reply(ps) == (code, TOO_MUCH)
     assert tracker.table.entries["4:c000020a"].excesses == 1
     assert sum(tracker.table.entries["4:c000020a"].slots) == 2
+
+
+@pytest.mark.parametrize("limit, code", [("2", "451 4.7.1"), ("-2", "553 5.7.1")])
+def test_session_renders_the_limit(tmp_path: Path, tracker: rt.TrackerServer, limit: str, code: str) -> None:
+    """The reply bytes come from the real Session (policy.md §6.5 with the §9.3 message)."""
+    from sessionkit import Harness, utc_tz
+
+    utc_tz()
+    rc, msgs = build_db({"smtp-policy.src": f"[192.0.2.0]/24  relaycustnet + ratelimitmsgs {limit}\n",
+                         "localnames": ""}, tmp_path / "db")
+    assert rc == 0, msgs
+    dbpath = str(tmp_path / "db" / "smtp-policy")
+
+    def session(i: int) -> tuple[PolicySession, list[str]]:
+        db, status = open_policy("btree", dbpath)
+        ps = PolicySession(db, status, resolver=Resolver([Server("127.0.0.1", 53)], timeout=2.0),
+                           selfaddrs=SelfAddrs([]), rate=rt.TrackerClient(tracker.address))
+        h = Harness(tmp_path / f"s{i}")
+        h.config_text = b"PARAM policydb btree " + dbpath.encode() + b"\n*  ve\n"
+        h.peer_addr = "192.0.2.10"
+        return ps, transcript(h, SessionPolicy(ps), ["EHLO client.example", "MAIL FROM:<a@sender.example>"])
+
+    ps, out = session(1)
+    assert out[-1] == "S: 250 2.1.0 Sender syntax Ok; "
+    ps.data_accepted()
+    ps.data_accepted()
+    _, out = session(2)
+    assert out[-1] == (f"S: {code} Hello [192.0.2.10], for your MAIL FROM address <a@sender.example>"
+                       " policy analysis reported: " + TOO_MUCH.decode())
 
 
 def test_limit_is_checked_before_rejectsource(tmp_path: Path, tracker: rt.TrackerServer) -> None:
     ps = engine(tmp_path, "[192.0.2.0]/24  relaycustnet + ratelimitmsgs -1\nsender.example rejectsource +\n",
                 rt.TrackerClient(tracker.address))
-    assert mail_reply(ps).startswith(b"553")  # rejectsource; nothing counted yet
+    assert mail_reply(ps) == (-1, None)  # rejectsource; nothing counted yet
     ps.data_accepted()
-    assert mail_reply(ps).endswith(TOO_MUCH)
+    assert mail_reply(ps) == (-1, TOO_MUCH)
 
 
 def test_only_always_accept_clients_are_limited(tmp_path: Path, tracker: rt.TrackerServer) -> None:
     ps = engine(tmp_path, "[192.0.2.0]/24  trustrecipients + ratelimitmsgs -1\n",
                 rt.TrackerClient(tracker.address))
     for _ in range(3):
-        assert mail_reply(ps) == b"250"
+        assert mail_reply(ps)[0] == 0
         ps.data_accepted()  # no MAIL-time query was made: not counted
     assert not ps.did_query_rate
     assert tracker.table.entries == {}
@@ -216,10 +246,10 @@ def test_without_a_tracker_nothing_is_limited(tmp_path: Path) -> None:
     ps = engine(tmp_path, "[192.0.2.0]/24  relaycustnet + ratelimitmsgs -1\n",
                 rt.TrackerClient(b"\0zmailer-smtpd-ratetracker-nobody-here", timeout=0.2))
     for _ in range(3):
-        assert mail_reply(ps) == b"250"
+        assert mail_reply(ps)[0] == 0
         ps.data_accepted()
     ps2 = engine(tmp_path / "b", "[192.0.2.0]/24  relaycustnet + ratelimitmsgs -1\n", None)
-    assert mail_reply(ps2) == b"250"
+    assert mail_reply(ps2)[0] == 0
 
 
 # ------------------------------------------------------------------ the real daemon

@@ -44,7 +44,7 @@ def raw_records() -> dict[bytes, bytes]:
 SESSIONS = [
     ("192.0.2.7", []),
     ("2001:db8::7", []),
-    ("198.51.100.7", ["MAIL FROM:<a@b.example>", "RCPT TO:<u@elsewhere.example>"]),
+    ("198.51.100.7", ["HELO c.example", "MAIL FROM:<a@b.example>", "RCPT TO:<u@elsewhere.example>"]),
     ("203.0.113.7", [
         "HELO client.example",
         "MAIL FROM:<spammer@x.example>",

@@ -15,7 +15,7 @@ from sessionkit import Harness, ScriptTransport, cmds, crlf, utc_tz
 from zmailer_smtpd import cli, received
 from zmailer_smtpd.dnsresolve import Resolver, Server
 from zmailer_smtpd.policy.dnscheck import SelfAddrs
-from zmailer_smtpd.policy.engine import PolicySession, open_policy
+from zmailer_smtpd.policy.engine import PolicySession, SessionPolicy, open_policy
 from zmailer_smtpd.session import Session
 from zmailer_smtpd.stream import SmtpStream
 
@@ -41,20 +41,21 @@ BASE = "elsewhere.example  relaytarget -\n"
 
 
 def rcpt_ok(ps: PolicySession) -> bool:
-    v = ps.rcpt_to(b"u@elsewhere.example")
-    assert v.code in (0, 550), v
-    return v.code == 0
+    """The session's RCPT answer: 0 accepts, -1 is the 550 "Policy rejection"."""
+    v = SessionPolicy(ps).rcpt(b"u@elsewhere.example")
+    assert v.result in (0, -1), v
+    return v.result == 0
 
 
 @pytest.mark.parametrize("whoson, trusted", [(True, True), (False, False)])
 def test_ip_entry_with_whoson_trusts_recipients(tmp_path: Path, whoson: bool, trusted: bool) -> None:
     ps = engine(tmp_path, BASE + "[192.0.2.0]/24  trust-whoson +\n", whoson)
-    assert ps.connect("192.0.2.10").code == 0
+    assert ps.connect("192.0.2.10").result == 0
     assert ps.trust_recipients is trusted
-    assert ps.mail_from(b"a@sender.example").code == 0
+    assert ps.mail_from(b"a@sender.example").result == 0
     assert rcpt_ok(ps) is trusted
     # an IP-entry grant lasts the whole session
-    assert ps.mail_from(b"b@sender.example").code == 0
+    assert ps.mail_from(b"b@sender.example").result == 0
     assert rcpt_ok(ps) is trusted
 
 
@@ -62,20 +63,20 @@ def test_mail_level_grant_is_withdrawn_at_the_next_mail(tmp_path: Path) -> None:
     ps = engine(tmp_path, BASE + "friends.example  trust-whoson +\nvip@other.example  trust-whoson +\n", True)
     ps.connect("192.0.2.10")
     assert not ps.trust_recipients
-    assert ps.mail_from(b"a@friends.example").code == 0  # domain level
+    assert ps.mail_from(b"a@friends.example").result == 0  # domain level
     assert rcpt_ok(ps)
-    assert ps.mail_from(b"a@stranger.example").code == 0  # withdrawn
+    assert ps.mail_from(b"a@stranger.example").result == 0  # withdrawn
     assert not rcpt_ok(ps)
-    assert ps.mail_from(b"vip@other.example").code == 0  # user level
+    assert ps.mail_from(b"vip@other.example").result == 0  # user level
     assert rcpt_ok(ps)
-    assert ps.mail_from(b"<>"[1:1]).code == 0  # null sender: withdrawn, not requested
+    assert ps.mail_from(b"<>"[1:1]).result == 0  # null sender: withdrawn, not requested
     assert not rcpt_ok(ps)
 
 
 def test_mail_level_needs_valid_whoson(tmp_path: Path) -> None:
     ps = engine(tmp_path, BASE + "friends.example  trust-whoson +\n", False)
     ps.connect("192.0.2.10")
-    assert ps.mail_from(b"a@friends.example").code == 0
+    assert ps.mail_from(b"a@friends.example").result == 0
     assert not rcpt_ok(ps)
 
 
@@ -83,14 +84,14 @@ def test_ip_minus_cancels_whoson_validity(tmp_path: Path) -> None:
     ps = engine(tmp_path, BASE + "[192.0.2.0]/24  trust-whoson -\nfriends.example  trust-whoson +\n", True)
     ps.connect("192.0.2.10")
     assert not ps.whoson_valid
-    assert ps.mail_from(b"a@friends.example").code == 0
+    assert ps.mail_from(b"a@friends.example").result == 0
     assert not rcpt_ok(ps)
 
 
 def test_rejected_sender_gets_no_grant(tmp_path: Path) -> None:
     ps = engine(tmp_path, BASE + "friends.example  rejectsource + trust-whoson +\n", True)
     ps.connect("192.0.2.10")
-    assert ps.mail_from(b"a@friends.example").code == 553
+    assert ps.mail_from(b"a@friends.example").result == -1
     assert not ps.trust_recipients
 
 

@@ -21,28 +21,18 @@ TWO SEAMS over one engine (:class:`PolicySession`, one per SMTP session):
                                      # ctx.spool to call it when a rate tracker exists)
        # make_session_policy(..., whoson=<whoson query succeeded>, rate=TrackerClient|None)
 
-2. The self-contained verdict API (the golden tests' stand-in session uses it;
-   replies are rendered here, byte for byte as policy.md §6)::
+2. The engine itself (:class:`PolicySession`), for tests of its result codes::
 
        db, status = open_policy(dbtype, path, debug=fn)
        ps = PolicySession(db, status, resolver=..., selfaddrs=..., myhostname=...,
                           client_text=..., debug=..., log=...)
-       v = ps.connect(ip, hostname=..., sameip=n)  # code 0 → 220; 550 (3 lines) or 450
-       ps.greeting_sent()                          # the "-- policyresult=" trace line
-       v = ps.command_gate(verb)                   # None, or the 400 / 550 reply
-       v = ps.helo(arg)                            # always accepted (flags only)
-       ps.size_limit(global_max)                   # EHLO SIZE
-       v = ps.mail_from(path, display=orig)        # 250 (v.freeze) / 553 / 451
-       v = ps.rcpt_before_mail()                   # None or "earlier rejection"
-       v = ps.rcpt_to(path, display=orig, max_error_recipients=3)
-       v = ps.data()                               # v.freeze N → freezer "policy-N"
-       freeze_reply_text(N, v.message, spoolid)    # the 250 2.7.1 text
+       ps.connect(ip, hostname=...)     # the connect-time tests; ps.reject_net, ps.policyresult
+       v = ps.helo(arg) / ps.mail_from(path)   # Verdict(result, message, freeze)
 
-A :class:`Verdict` with ``code == 0`` means "accepted: send your usual success
-reply"; otherwise send ``code``, ``esc`` (only while enhanced status codes are
-on) and ``lines`` as one reply.  Debug lines (``-d``) go to ``debug`` as whole
-lines such as ``"000- Key: 7/IPv4/192.0.2.0/24"``; DNS notes also go to ``log``.
-Without a usable database (status ≠ 0) every verdict fails closed (400/451).
+The replies (policy.md §6) are rendered only by session.py, from the
+(result, message, freeze) answers.  Debug lines (``-d``) go to ``debug`` as
+whole lines such as ``"000- Key: 7/IPv4/192.0.2.0/24"``; DNS notes also go to
+``log``.  Without a usable database (status ≠ 0) the answers fail closed.
 """
 
 from __future__ import annotations
@@ -53,6 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from .. import replies as R
 from ..dnsresolve import Resolver
 from . import db as pdb
 from .dnscheck import MODE_EXISTS, MODE_MX, DnsChecker, SelfAddrs
@@ -88,87 +79,23 @@ A_SPF = 27
 A_RATELIMITMSGS = 28
 NUMERIC = (A_MAXINSIZE, A_MAXOUTSIZE, A_MAXSAMEIPSOURCE)
 
-# ---------------------------------------------------------------------------
-# Reply texts (policy.md §6).  {A} client text, {H} myhostname, {ADDR}, {MSG}.
-
+# Policy messages (the {MSG} of policy.md §6 replies; session.py renders the replies)
 GO_AWAY = b"You are on our reject-IP-address -list, GO AWAY!"
 BLACKHOLED = b"Your network address is blackholed in our static tables"
-BANNER_REJECT_1 = b"Hello %(A)s; If you feel we mistreat you, do contact us."
-BANNER_REJECT_2 = b"Hello %(A)s; Ask HELP for our contact information."
-BANNER_REJECT_3 = b"Hello %(A)s; %(MSG)s"
-BANNER_REJECT_DEFAULT = b"%(H)s - " + GO_AWAY
-CMD_REJECT_1 = b"Hello %(A)s; Ask HELP for our contact information."
-CMD_REJECT_2 = b"If you feel we mistreat you, do contact us."
-CMD_REJECT_3 = b"Hello %(A)s; you are on our reject-IP-address -list, GO AWAY!"
-SAMEIP_450 = (
-    b"%(H)s - Come again later, too many simultaneous connections from this IP address"
-    b" /ms(%(N)d of %(L)d)"
-)
-DB_PROBLEM_1 = b"Ask HELP for our contact information."
-DB_PROBLEM_2 = b"Policy database problem: %(WHY)s"
-DB_PROBLEM_WHY = {1: b"Configuration bug", 2: b"db Open failure"}
-
-MAIL_MSG = b"Hello %(A)s, for your MAIL FROM address <%(ADDR)s> policy analysis reported: %(MSG)s"
-MAIL_TEMPDNS = (
-    b"Hello %(A)s, for your input: <%(ADDR)s> policy analysis reports temporary DNS error"
-    b" with your source domain."
-)
-MAIL_DNSERR_SOFT = (
-    b"Hello %(A)s, for your input: <%(ADDR)s> policy analysis reports DNS error with your source domain."
-)
-MAIL_DENIED_SOFT = b"Hello %(A)s, for address <%(ADDR)s> access denied by the policy analysis functions."
-MAIL_DNSERR = (
-    b"Hello %(A)s, for MAIL FROM address <%(ADDR)s> the policy analysis reports DNS error"
-    b" with your source domain."
-)
-MAIL_DENIED = b"Hello %(A)s, for MAIL FROM address <%(ADDR)s> access is denied by the policy analysis functions."
-
-RCPT_EARLIER = b"Hello %(A)s, access denied by the policy analysis functions by earlier rejection"
-RCPT_MSG = b"Hello %(A)s, Policy analysis reported: %(MSG)s rcpt=<%(ADDR)s>"
-RCPT_MSG_SOFT = b"Hello %(A)s, for recipient address <%(ADDR)s> the policy analysis reported: %(MSG)s"
-RCPT_MXRULE = (
-    b"Your IP address %(A)s is not allowed to relay to email address <%(ADDR)s> via our server; MX rule"
-)
-RCPT_DNSERR_DOMAIN = b"Hello %(A)s, Policy analysis found DNS error on the target domain: <%(ADDR)s>"
-RCPT_REJECT = b"Hello %(A)s, Policy rejection on the target address: <%(ADDR)s>"
-RCPT_TEMPDNS = b"Hello %(A)s, policy analysis reports temporary DNS error with the target domain: <%(ADDR)s>"
-RCPT_DNSERR_ADDR = b"Hello %(A)s, Policy analysis found DNS error on the target address: <%(ADDR)s>"
-RCPT_SPAMTRAP = b"SPAM trap -- too many recipients for an empty source address!"
-
-FREEZER_NOEXPL = b"accepted into freezer, no explanations"
-FREEZER_250 = b"Content-Policy accept-into-freezer-%(N)d msg: %(MSG)s; %(ID)s"
 
 
 def freeze_reply_text(n: int, message: bytes | None, spoolid: bytes) -> bytes:
-    """Text of ``250 2.7.1`` after a policy freeze at DATA/BDAT (§6.7)."""
-    return FREEZER_250 % {b"N": n, b"MSG": message or FREEZER_NOEXPL, b"ID": spoolid}
+    """Text of ``250 2.7.1`` after a policy freeze (§6.7), from the session's reply table."""
+    return R.CP_FREEZE % (b"%d" % n, message or R.CP_FREEZE_DEFAULT_MSG, spoolid)
 
 
 @dataclass
 class Verdict:
-    """What the session must answer.  ``code`` 0: accepted, session default reply."""
+    """One policy answer: result < 0 rejects; the session renders the reply."""
 
     result: int = 0  # the C policy result (log it as policyresult)
-    code: int = 0
-    esc: str = ""  # enhanced status code, "" for none
-    lines: tuple[bytes, ...] = ()
     message: bytes | None = None
     freeze: int = 0  # > 0: transaction frozen with this freezer code
-    run_filter: bool = True  # DATA: whether the content filter program runs
-
-    @property
-    def accepted(self) -> bool:
-        """True when the session sends its own success reply."""
-        return self.code == 0
-
-    def reply_lines(self, enhanced: bool = True) -> list[bytes]:
-        """``b"550-5.7.1 text"`` lines (no CR LF)."""
-        out: list[bytes] = []
-        for i, t in enumerate(self.lines):
-            sep = b" " if i == len(self.lines) - 1 else b"-"
-            esc = (self.esc.encode() + b" ") if (enhanced and self.esc) else b""
-            out.append(b"%d" % self.code + sep + esc + t)
-        return out
 
 
 def parse_li(text: bytes) -> int | None:
@@ -290,6 +217,7 @@ class PolicySession:
     ) -> None:
         self.db = db
         self.status = 0 if db is not None else (status or 1)
+        # {H} and {A} of the replies the session renders (kept for the callers' record)
         self.myhostname = myhostname
         self.client_text = client_text
         self._debug = debug
@@ -325,8 +253,6 @@ class PolicySession:
         self.sender_reject = False
         self.sender_freeze = False
         self.sender_norelay = False
-        self.null_sender = False
-        self.rcpt_count = 0
         # per call
         self.message: bytes | None = None
         self.values: dict[int, bytes] = {}
@@ -597,18 +523,12 @@ class PolicySession:
             self._d(f"rcpt-dns-rbl test yields: rc={-1 if listed else 0} rblmsg='{m}'")
         return 0
 
-    def _fmt(self, template: bytes, **kw: bytes | int) -> bytes:
-        d: dict[bytes, bytes | int] = {b"A": self.client_text, b"H": self.myhostname}
-        for k, v in kw.items():
-            d[k.encode()] = v
-        return template % d
-
     # -- §6.1/§6.2 connection ---------------------------------------------
-    def connect(self, ip: str, *, hostname: bytes | None = None, sameip: int = 0) -> Verdict:
-        """Connect-time tests of the client IP and reverse name; the greeting verdict.
+    def connect(self, ip: str, *, hostname: bytes | None = None) -> Verdict:
+        """Connect-time tests of the client IP and reverse name.
 
         ``hostname``: PTR name, None without PTR (the address text is used),
-        ``b"stdin"`` in -T mode.  ``sameip``: concurrent sessions from this IP.
+        ``b"stdin"`` in -T mode.  ``reject_net`` tells whether the banner is 550.
         """
         if self.status != 0:
             return Verdict(0)
@@ -641,22 +561,7 @@ class PolicySession:
                     else b"[IPv6:" + str(a).encode() + b"]"
                 )
             self.policyresult = self._sourcedomain(revname)
-        if self.reject_net:
-            last = self._fmt(BANNER_REJECT_3, MSG=self.message) if self.message else self._fmt(
-                b"Hello %(A)s; " + BANNER_REJECT_DEFAULT
-            )
-            v = Verdict(
-                self.policyresult, 550, "5.7.1",
-                (self._fmt(BANNER_REJECT_1), self._fmt(BANNER_REJECT_2), last), self.message,
-            )  # fmt: skip
-        elif self.maxsameiplimit >= 0 and sameip > self.maxsameiplimit:
-            v = Verdict(
-                self.policyresult, 450, "",
-                (self._fmt(SAMEIP_450, N=sameip, L=self.maxsameiplimit),), self.message,
-            )  # fmt: skip
-        else:
-            v = Verdict(self.policyresult, 0, message=self.message)
-        return v
+        return Verdict(self.policyresult, self.message)
 
     def greeting_sent(self) -> None:
         """Call after the greeting went out: the ``-- policyresult=`` trace line (§10.3)."""
@@ -743,31 +648,6 @@ class PolicySession:
                 self.rblmsg = r[1:]
         return 0
 
-    # -- gates -------------------------------------------------------------
-    def command_gate(self, verb: bytes) -> Verdict | None:
-        """Before a verb (protocol.md §4.4 steps 10–11); QUIT and HELP pass.
-
-        For a 400 the session flushes and sleeps 20 s; for a 550 it flushes
-        after the second line and tarpits, as protocol.md describes.
-        """
-        if verb.upper() in (b"QUIT", b"HELP"):
-            return None
-        if self.status != 0:
-            return self._db_problem()
-        if self.reject_net:
-            return Verdict(
-                -1, 550, "5.7.1",
-                (self._fmt(CMD_REJECT_1), CMD_REJECT_2, self._fmt(CMD_REJECT_3)),
-            )  # fmt: skip
-        return None
-
-    def _db_problem(self) -> Verdict:
-        """The fail-closed reply without a usable database (§6.1)."""
-        return Verdict(
-            -100, 400, "4.7.0",
-            (DB_PROBLEM_1, DB_PROBLEM_2 % {b"WHY": DB_PROBLEM_WHY.get(self.status, b"")}),
-        )  # fmt: skip
-
     def authenticated(self, user: bytes) -> None:
         """SMTP AUTH succeeded: HELO/MAIL/RCPT checks are bypassed from now on."""
         self.authuser = user
@@ -779,7 +659,7 @@ class PolicySession:
             return Verdict(0)
         rc = self._helo(arg.lstrip(b" \t"))
         self.policyresult = rc
-        return Verdict(rc, 0, message=self.message)
+        return Verdict(rc, self.message)
 
     def _helo(self, arg: bytes) -> int:
         self._trace_call(0)
@@ -804,42 +684,16 @@ class PolicySession:
             return 1
         return 0
 
-    def size_limit(self, global_max: int) -> int:
-        """EHLO ``SIZE`` value (§6.4)."""
-        if self.maxinsize >= 0:
-            if global_max and (self.maxinsize == 0 or self.maxinsize > global_max):
-                return global_max
-            return self.maxinsize
-        return global_max
-
     # -- §6.5 MAIL -----------------------------------------------------------
-    def mail_from(self, path: bytes, *, display: bytes | None = None) -> Verdict:
+    def mail_from(self, path: bytes) -> Verdict:
         """MAIL FROM policy; ``path`` without <> (after quoting), b"" for <>."""
-        self.null_sender = path == b""
-        self.rcpt_count = 0
         if self.status != 0:
-            return self._db_problem()
+            return Verdict(-100)  # fail closed
         if self._ip is None:
             return Verdict(0)
         rc = self._mailfrom(path)
         self.policyresult = rc
-        addr = display if display is not None else path
-        if rc >= 0:
-            return Verdict(rc, 0, message=self.message, freeze=rc if rc > 0 else 0)
-        m = self.message
-        if m:
-            if rc <= -100:
-                return Verdict(rc, 451, "4.7.1", (self._fmt(MAIL_MSG, ADDR=addr, MSG=m),), m)
-            return Verdict(rc, 553, "5.7.1", (self._fmt(MAIL_MSG, ADDR=addr, MSG=m),), m)
-        if rc <= -104:
-            return Verdict(rc, 451, "4.4.3", (self._fmt(MAIL_TEMPDNS, ADDR=addr),))
-        if rc <= -101:
-            return Verdict(rc, 451, "4.4.3", (self._fmt(MAIL_DNSERR_SOFT, ADDR=addr),))
-        if rc == -100:
-            return Verdict(rc, 451, "4.7.1", (self._fmt(MAIL_DENIED_SOFT, ADDR=addr),))
-        if rc <= -2:
-            return Verdict(rc, 553, "5.4.3", (self._fmt(MAIL_DNSERR, ADDR=addr),))
-        return Verdict(rc, 553, "5.7.1", (self._fmt(MAIL_DENIED, ADDR=addr),))
+        return Verdict(rc, self.message, rc if rc > 0 else 0)
 
     def _mailfrom(self, s: bytes) -> int:
         self._trace_call(3)
@@ -960,59 +814,6 @@ class PolicySession:
         self._d(f" Results: {self._results()}")
 
     # -- §6.6 RCPT -------------------------------------------------------
-    def rcpt_before_mail(self) -> Verdict | None:
-        """RCPT while waiting for MAIL: "earlier rejection" if the last result was negative."""
-        if self.status == 0 and self._ip is not None and self.policyresult < 0:
-            return Verdict(self.policyresult, 550, "5.7.1", (self._fmt(RCPT_EARLIER),))
-        return None
-
-    def rcpt_to(
-        self, path: bytes, *, display: bytes | None = None, max_error_recipients: int = 3,
-        rcpt_count: int | None = None,
-    ) -> Verdict:
-        """RCPT TO policy, postmaster exemption and the null-sender spam trap."""
-        self.rcpt_count += 1
-        count = self.rcpt_count if rcpt_count is None else rcpt_count
-        addr = display if display is not None else path
-        if self.status != 0:
-            return self._db_problem()
-        if self._ip is None:
-            rc = 0
-        else:
-            rc = self._rcptto(path)
-            if rc < 0 and pdb.lower(path[:10]) == b"postmaster":
-                if len(path) == 10:
-                    rc = 0
-                elif rc > -100:
-                    kept = self.message
-                    if self._postmaster(path):
-                        rc = 0
-                    else:
-                        # 3.0.1 lost the message here; fixed (spec/README.md).
-                        self.message = kept
-        if rc >= 0:
-            if self.null_sender and count > max_error_recipients:
-                return Verdict(rc, 552, "5.7.1", (RCPT_SPAMTRAP,))
-            return Verdict(rc, 0, message=self.message, freeze=rc if rc > 0 else 0)
-        m = self.message
-        if m:
-            if rc <= -100:
-                return Verdict(rc, 451, "4.7.1", (self._fmt(RCPT_MSG_SOFT, ADDR=addr, MSG=m),), m)
-            return Verdict(rc, 550, "5.7.1", (self._fmt(RCPT_MSG, ADDR=addr, MSG=m),), m)
-        if rc <= -104:
-            return Verdict(rc, 451, "4.4.3", (self._fmt(RCPT_TEMPDNS, ADDR=addr),))
-        if rc == -103:
-            return Verdict(rc, 451, "4.7.1", (self._fmt(RCPT_MXRULE, ADDR=addr),))
-        if rc <= -101:
-            return Verdict(rc, 451, "4.4.3", (self._fmt(RCPT_DNSERR_ADDR, ADDR=addr),))
-        if rc == -100:
-            return Verdict(rc, 451, "4.4.3", (self._fmt(RCPT_REJECT, ADDR=addr),))
-        if rc <= -3:
-            return Verdict(rc, 550, "5.7.1", (self._fmt(RCPT_MXRULE, ADDR=addr),))
-        if rc == -2:
-            return Verdict(rc, 550, "5.4.3", (self._fmt(RCPT_DNSERR_DOMAIN, ADDR=addr),))
-        return Verdict(rc, 550, "5.7.1", (self._fmt(RCPT_REJECT, ADDR=addr),))
-
     def _postmaster(self, s: bytes) -> bool:
         self._trace_call(6)
         self.message = None
@@ -1129,31 +930,6 @@ class PolicySession:
                 self._pick(A_ACCEPTIFDNS)
                 return rc
             return 0
-
-    # -- §6.7 DATA -----------------------------------------------------------
-    def data(self) -> Verdict:
-        """Content policy after the body: freeze code, reject, or run the filter."""
-        if self.status != 0:
-            return self._db_problem()
-        if self._ip is None:
-            return Verdict(0, run_filter=self.content_filter != 0)
-        self._trace_call(8)
-        if self.always_reject:
-            return Verdict(-1, 552, "5.7.1", (b"Content-Policy reject msg: policy rejection",), run_filter=False)
-        if self.sender_reject:
-            return Verdict(-2, 552, "5.7.1", (b"Content-Policy reject msg: policy rejection",), run_filter=False)
-        if self.always_freeze:
-            return Verdict(1, 0, freeze=1, message=self.message, run_filter=False)
-        if self.sender_freeze:
-            return Verdict(2, 0, freeze=2, message=self.message, run_filter=False)
-        if self.always_accept and self.content_filter == -1:
-            return Verdict(0, run_filter=False)
-        return Verdict(0, run_filter=self.content_filter != 0)
-
-    def reset_transaction(self) -> None:
-        """RSET/new HELO: the spam-trap count restarts (flags stay until next MAIL)."""
-        self.rcpt_count = 0
-
 
 # ---------------------------------------------------------------------------
 # The adapter session.py's seam expects (``SessionContext.policy``)
