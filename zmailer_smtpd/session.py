@@ -1717,8 +1717,8 @@ class Session:
         if verdict > 0:
             return FilterVerdict.from_text(verdict, None)
         cf = self.ctx.contentfilter
-        if cf is None:
-            return None
+        if cf is None or not getattr(self.ctx.policy, "run_filter", True):
+            return None  # policy.md §6.7: "filtering -" or an always-accept client
         return cf.verdict(f.path)
 
     # ------------------------------------------------------------------ BDAT (§4.7.5, spool §9)

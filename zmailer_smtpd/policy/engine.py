@@ -979,6 +979,15 @@ class SessionPolicy:
         return self.ps.always_accept or self.ps.full_trust
 
     @property
+    def run_filter(self) -> bool:
+        """policy.md §6.7: ``filtering -`` (0), or an always-accept client without a
+        ``filtering`` entry (-1), takes messages without the content filter."""
+        ps = self.ps
+        if ps.content_filter == 0:
+            return False
+        return not (ps.always_accept and ps.content_filter == -1)
+
+    @property
     def reject_net(self) -> bool:
         """The 550 banner decision (IP verdict or maxsameipsource 0)."""
         return self.ps.reject_net
