@@ -3,6 +3,6 @@
 The session's seam is :mod:`zmailer_smtpd.policy.engine` (see its docstring).
 """
 
-from .engine import PolicySession, Verdict, freeze_reply_text, open_policy, rfc822_quote
+from .engine import PolicySession, SessionPolicy, open_policy, rfc822_quote
 
-__all__ = ["PolicySession", "Verdict", "freeze_reply_text", "open_policy", "rfc822_quote"]
+__all__ = ["PolicySession", "SessionPolicy", "open_policy", "rfc822_quote"]

@@ -43,7 +43,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from .. import replies as R
 from ..dnsresolve import Resolver
 from . import db as pdb
 from .dnscheck import MODE_EXISTS, MODE_MX, DnsChecker, SelfAddrs
@@ -82,11 +81,6 @@ NUMERIC = (A_MAXINSIZE, A_MAXOUTSIZE, A_MAXSAMEIPSOURCE)
 # Policy messages (the {MSG} of policy.md §6 replies; session.py renders the replies)
 GO_AWAY = b"You are on our reject-IP-address -list, GO AWAY!"
 BLACKHOLED = b"Your network address is blackholed in our static tables"
-
-
-def freeze_reply_text(n: int, message: bytes | None, spoolid: bytes) -> bytes:
-    """Text of ``250 2.7.1`` after a policy freeze (§6.7), from the session's reply table."""
-    return R.CP_FREEZE % (b"%d" % n, message or R.CP_FREEZE_DEFAULT_MSG, spoolid)
 
 
 @dataclass
