@@ -111,3 +111,31 @@ def test_dash_t_handshake_failure_exits_2_and_logs(site: dict[str, Any], mode: s
     assert _finish(proc) == 2
     assert b"Implicite STARTTLS failed" in (site["dir"] / "log").read_bytes()
     assert os.listdir(site["po"] / "router") == []
+
+
+def test_swaks_tlsc_against_dash_n_dash_t(site: dict[str, Any]) -> None:
+    """swaks --tlsc (implicit TLS, as on port 465) against `-n -t`: the whole dialogue inside TLS."""
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(1)
+    port = lsock.getsockname()[1]
+    sw = subprocess.Popen(
+        ["swaks", "--server", f"127.0.0.1:{port}", "--tlsc", "--helo", "client.example.net",
+         "--from", "a@example.net", "--to", "b@example.org", "--timeout", "30"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lsock.settimeout(30)
+    conn, _ = lsock.accept()
+    lsock.close()
+    env = {k: v for k, v in os.environ.items() if k != "POSIXLY_CORRECT"}
+    d = site["dir"]
+    proc = subprocess.Popen([sys.executable, PROG, "-n", "-t", "-Z", str(d / "z.conf"), "-l", str(d / "log")],
+                            stdin=conn.fileno(), stdout=conn.fileno(), stderr=subprocess.PIPE, env=env)
+    conn.close()
+    out, _ = sw.communicate(timeout=60)
+    assert sw.returncode == 0, out.decode("latin-1")
+    assert b"=== TLS started" in out and b"<~  220 " in out  # greeting arrives inside TLS
+    assert b"<~  250 2.0.0 " in out
+    assert _finish(proc) == 0
+    (name,) = os.listdir(site["po"] / "router")
+    spooled = (site["po"] / "router" / name).read_bytes()
+    assert b"TLS-CIPHER: " in spooled and b"with ESMTPS" in spooled
