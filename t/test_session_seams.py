@@ -18,7 +18,7 @@ from peers.support import peer
 from sessionkit import Harness, cmds, crlf, utc_tz
 from spoolutil import mask_spoolid
 
-from zmailer_smtpd import tls
+from zmailer_smtpd import auth, config, tls
 from zmailer_smtpd.contentfilter import ContentFilter
 from zmailer_smtpd.router import RouterClient
 from zmailer_smtpd.session import Session
@@ -229,32 +229,30 @@ def test_router_checks_need_enable_router(h: Harness, tmp_path: Path) -> None:
 # ---------------------------------------------------------------- AUTH LOGIN
 
 
-class Auth:
-    failure_text = b"Authentication Failed"
-
-    def authenticate(self, user: bytes, password: bytes) -> bool:
-        return (user, password) == (b"joe", b"secret")
+def use_auth(h: Harness, max_failures: int = auth.MAX_SESSION_FAILURES, **values: Any) -> None:
+    """The real auth.Authenticator over h.values; the auth pipe knows joe/secret."""
+    h.values.update({"smtp-auth": True, "smtp-auth-pipe": peer("authpipe_joe.py"), **values})
+    settings = config.Settings.from_values(h.values)
+    h.ctx_extra["auth"] = auth.Authenticator(settings, syslog=lambda _p, _m: None, max_failures=max_failures)
 
 
 @pytest.mark.parametrize(
     "lines,tail",
     [
         (["AUTH LOGIN am9l", "c2VjcmV0"], ["334 UGFzc3dvcmQ6", "235 Authentication successful."]),
-        (["AUTH LOGIN", "am9l", "d3Jvbmc="], ["334 VXNlcm5hbWU6", "334 UGFzc3dvcmQ6", "535 Authentication Failed"]),
+        (["AUTH LOGIN", "am9l", "d3Jvbmc="], ["334 VXNlcm5hbWU6", "334 UGFzc3dvcmQ6", "535 Authentication failed"]),
         (["AUTH LOGIN", "*"], ["334 VXNlcm5hbWU6", "501 AUTH command cancelled"]),
         (["AUTH PLAIN AGpvZQBzZWNyZXQ="], ["504 5.7.1 Hello [192.0.2.10], Only 'AUTH LOGIN' supported."]),
     ],
 )
 def test_auth_login_exchange(h: Harness, lines: list[str], tail: list[str]) -> None:
-    h.values.update({"smtp-auth": True, "auth-login-also-without-tls": True})
-    h.ctx_extra["auth"] = Auth()
+    use_auth(h, **{"auth-login-also-without-tls": True, "sasl-mechanisms": "LOGIN"})
     r = h.run(*cmds("EHLO client.example.net", *lines))
     assert r.output.endswith(crlf(*tail))
 
 
 def test_auth_gates(h: Harness) -> None:
-    h.values.update({"smtp-auth": True})
-    h.ctx_extra["auth"] = Auth()
+    use_auth(h, max_failures=10)  # three refusals here; the per-session limit is test_auth_exchange's
     r = h.run(*cmds("AUTH LOGIN", "EHLO client.example.net", "AUTH LOGIN", "MAIL FROM:<a@example.net>",
                     "RCPT TO:<b@example.org>", "AUTH LOGIN"))
     assert b"250-AUTH" not in r.output  # not offered without TLS
@@ -264,7 +262,7 @@ def test_auth_gates(h: Harness) -> None:
 
 
 def test_auth_no_smtp_auth_on_25(h: Harness) -> None:
-    h.values.update({"smtp-auth": True, "no-smtp-auth-on-25": True, "auth-login-also-without-tls": True})
+    use_auth(h, **{"no-smtp-auth-on-25": True, "auth-login-also-without-tls": True})
     r = h.run(*cmds("EHLO client.example.net", "AUTH LOGIN"))
     assert b"AUTH=LOGIN" not in r.output
     assert r.output.endswith(crlf("503 5.5.1 Hi [192.0.2.10], AUTH NOT SUPPORTED AT PORT 25!"))

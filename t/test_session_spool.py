@@ -15,6 +15,8 @@ import pytest
 from sessionkit import Harness, ScriptedPolicy, cmds, crlf, utc_tz
 from spoolutil import NotifySocket, listing, make_postoffice, mask_content, mask_name, mask_spoolid
 
+from zmailer_smtpd.auth import Authenticator
+from zmailer_smtpd.config import Settings
 from zmailer_smtpd.received import RhostFlags
 from zmailer_smtpd.session import PolicyAnswer
 
@@ -237,19 +239,12 @@ body
     assert grams == [f"NEW router4 {chr(65 + ino % 26)}/{ino}".encode()]
 
 
-class JoeAuth:
-    """Stands for the auth pipe: accepts joe/secret."""
-
-    failure_text = b"Authentication failed"
-
-    def authenticate(self, user: bytes, password: bytes) -> bool:
-        return (user, password) == (b"joe", b"secret")
-
-
 def test_vector4_auth_login_bdat(tmp_path: Path) -> None:
     h = env(tmp_path)
-    h.values.update({"smtp-auth": True, "auth-login-also-without-tls": True, "rcvd-auth-user": True})
-    h.ctx_extra["auth"] = JoeAuth()
+    h.values.update({"smtp-auth": True, "auth-login-also-without-tls": True, "rcvd-auth-user": True,
+                     "smtp-auth-pipe": str(Path(__file__).parent / "peers" / "authpipe_joe.py"),
+                     "sasl-mechanisms": "LOGIN"})
+    h.ctx_extra["auth"] = Authenticator(Settings.from_values(h.values), syslog=lambda _p, _m: None)
     r = h.run(
         *cmds("EHLO client.example.org", "AUTH LOGIN", "am9l", "c2VjcmV0",
               "MAIL FROM:<joe@example.org> AUTH=joe+40example.org BODY=8BITMIME",

@@ -33,11 +33,6 @@ How the session uses it (the seam; session.py wires it in)::
     # MAIL FROM parameter AUTH=: esmtp.py calls check_mail_auth_param(value)
     # MSA: before each verb, r = auth.msa_check(verb, ...); if r: reply(*r)
     # After success: comment/rcvdfrom "smtp-auth" fields, "with ...A" (received.py).
-
-A session that runs the LOGIN exchange itself (session.py as first written)
-uses only ``authenticate(user, password) -> bool`` and ``failure_text``; the
-start/step machine above adds PLAIN, strict base64, the SASL texts and the
-per-session failure limit.
 """
 
 from __future__ import annotations
@@ -81,7 +76,7 @@ PIPE_DEFAULT_PATH = "/usr/bin:/bin:/usr/ucb"
 ZCONFIG_DEFAULT = "/etc/zmailer/zmailer.conf"
 _BAD_FIELD = re.compile(rb"[\r\n\t\0]")
 
-# Replies of the built-in path (3.0.1 texts; no enhanced codes there).
+# Replies of the PLAIN/LOGIN path (3.0.1 texts; mostly no enhanced codes).
 R_LOGIN_OK: Reply = (235, None, b"Authentication successful.")
 R_CANCELLED: Reply = (501, None, b"AUTH command cancelled")
 R_EOF: Reply = (501, None, b"Err... Seen EOF during AUTH ??")
@@ -97,18 +92,6 @@ R_SASL_MISSING: Reply = (501, "5.5.2", b"missing input")
 R_SASL_BAD_BASE64: Reply = (501, "5.5.4", b"cannot decode AUTH parameter")
 R_TEMPFAIL: Reply = (454, "4.7.0", b"Temporary authentication failure")
 R_TOO_MANY: Reply = (421, "4.7.0", b"Too many failed authentication attempts, closing connection")
-
-
-def _setting(settings: Any, names: tuple[str, ...], default: Any = None) -> Any:
-    """Read a PARAM by any of its spellings; absent or unset gives `default`."""
-    for name in names:
-        try:
-            value = settings.get(name)
-        except (KeyError, LookupError, AttributeError):
-            continue
-        if value is not None:
-            return value
-    return default
 
 
 def _as_bytes(value: Any) -> bytes:
@@ -409,18 +392,18 @@ class Authenticator:
         pam_service: str = PAM_SERVICE,
         max_failures: int = MAX_SESSION_FAILURES,
     ) -> None:
-        self.enabled = bool(_setting(settings, ("smtp-auth",), False))
-        self.also_without_tls = bool(_setting(settings, ("auth-login-also-without-tls",), False))
-        self.sasl = bool(_setting(settings, ("smtp-auth-sasl",), False))
-        self.no_auth_on_25 = bool(
-            _setting(settings, ("no-smtp-auth-on-25", "no-smtp-auth-on-port-25"), False)
-        )
-        self.user_prompt = _as_bytes(_setting(settings, ("smtp-auth-username-prompt",), b"Username:"))
-        self.pass_prompt = _as_bytes(_setting(settings, ("smtp-auth-password-prompt",), b"Password:"))
+        self.enabled = bool(settings.get("smtp-auth"))
+        self.also_without_tls = bool(settings.get("auth-login-also-without-tls"))
+        self.sasl = bool(settings.get("smtp-auth-sasl"))
+        self.no_auth_on_25 = bool(settings.get("no-smtp-auth-on-25"))
+        prompt = settings.get("smtp-auth-username-prompt")
+        self.user_prompt = _as_bytes(b"Username:" if prompt is None else prompt)
+        prompt = settings.get("smtp-auth-password-prompt")
+        self.pass_prompt = _as_bytes(b"Password:" if prompt is None else prompt)
         self.log: LogFn = log if log is not None else (lambda _m: None)
         self.max_failures = max_failures
         self.failures = 0
-        configured = _setting(settings, ("sasl-mechanisms", "smtp-mechanisms"), None)
+        configured = settings.get("sasl-mechanisms")
         wanted = [m.upper() for m in _as_bytes(configured).split()] if configured else []
         known = [m for m in wanted if m in DEFAULT_MECHANISMS]
         if configured and not known:
@@ -429,7 +412,7 @@ class Authenticator:
             self.mechs = known
         else:
             self.mechs = [b"PLAIN", b"LOGIN"] if self.sasl else list(DEFAULT_MECHANISMS)
-        pipe = _setting(settings, ("smtp-auth-pipe",), None)
+        pipe = settings.get("smtp-auth-pipe")
         self.verifier: PipeVerifier | PamVerifier | SaslauthdVerifier
         if self.sasl:
             self.verifier = SaslauthdVerifier(saslauthd_mux)
@@ -440,28 +423,6 @@ class Authenticator:
             self.verifier = PamVerifier(pam_service)
         self._x: _Exchange | None = None
         self._rhost = b""
-
-    # -- the session's current LOGIN code (session.py runs the exchange) ----
-
-    def authenticate(self, user: bytes, password: bytes) -> bool:
-        """Check one user/password with the configured verifier (logged, counted).
-
-        For a session that runs the LOGIN exchange itself; the failure reply
-        text is then `failure_text`.
-        """
-        if not user or _BAD_FIELD.search(user) or _BAD_FIELD.search(password):
-            self._failure(user, "user name or password holds CR, LF, TAB or NUL")
-            return False
-        verdict = self.verifier.verify(user, password)
-        if verdict.ok:
-            self.log(f"AUTH LOGIN ok: user {_shown(user)!r} from {_shown(self._rhost)}")
-            return True
-        self._failure(user, verdict.detail)
-        return False
-
-    @property
-    def failure_text(self) -> bytes:
-        return self.verifier.fail_reply[2]
 
     # -- advertisement ----------------------------------------------------
 
@@ -493,10 +454,6 @@ class Authenticator:
         return [b"AUTH=" + listed, b"AUTH " + listed]
 
     # -- the verb ---------------------------------------------------------
-
-    @property
-    def in_exchange(self) -> bool:
-        return self._x is not None
 
     def start(self, arg: bytes, facts: AuthFacts) -> AuthStep:
         """``AUTH <arg>``: the pre-checks of §3.3 in order, then the first step."""
@@ -648,7 +605,7 @@ MSA_FREE_VERBS = frozenset({b"STARTTLS", b"AUTH", b"HELO", b"EHLO", b"NOOP", b"R
 
 def msa_active(settings: Any, listener_kind: str) -> bool:
     """``MSA-mode`` (all listeners) or a submission listener."""
-    return bool(_setting(settings, ("msa-mode",), False)) or listener_kind == "submit"
+    return bool(settings.get("msa-mode")) or listener_kind == "submit"
 
 
 def msa_check(

@@ -94,10 +94,6 @@ class DataReceiver:
         """True once nothing more will be written (the message cannot be accepted)."""
         return self.bare_eol or self.too_big or self.out_error is not None
 
-    @property
-    def state_name(self) -> str:
-        return STATE_NAMES[self._state]
-
     def feed(self, chunk: bytes) -> bytes | None:
         """Consume input; None = need more, bytes = ended, here is what followed."""
         if self.done:

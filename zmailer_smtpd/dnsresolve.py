@@ -424,14 +424,3 @@ def _name_text(wire: bytes, off: int) -> str:
                 text.append(f"\\{c:03d}")
         labels.append("".join(text))
     return ".".join(labels) if labels else "."
-
-
-def is_ip_literal(text: str) -> bool:
-    """True for a numeric IPv4/IPv6 address text."""
-    for fam in (socket.AF_INET, socket.AF_INET6):
-        try:
-            socket.inet_pton(fam, text)
-            return True
-        except OSError:
-            pass
-    return False

@@ -244,10 +244,3 @@ def parse_rcpt(s: bytes, p: int, f: Features, scan: Any) -> RcptParams:
         else:
             raise _err(b"Unknown RCPT TO:<> parameter: " + s[p:], 555)
     return rp
-
-
-def xtext_encode(addr: bytes) -> bytes:
-    """XTEXT of spool.md §5.4 (uppercase hex; 0x21-0x7E except '+' and '=' copied)."""
-    return b"".join(
-        bytes([c]) if 0x21 <= c <= 0x7E and c not in (0x2B, 0x3D) else b"+%02X" % c for c in addr
-    )

@@ -273,7 +273,6 @@ for _param in PARAMS:
     for _kw in _param.negations:
         KEYWORDS[_kw.lower()] = (_param, True)
 
-BY_NAME: dict[str, Param] = {p.name: p for p in PARAMS}
 
 
 def lookup(keyword: str) -> tuple[Param, bool] | None:

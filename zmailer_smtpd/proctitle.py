@@ -17,7 +17,6 @@ try:
 except ImportError:  # pragma: no cover - the package is a dependency
     _set = None
 
-RESOLVING = "(connected - resolving remote address)"
 CONNECTED = "(connected)"
 
 

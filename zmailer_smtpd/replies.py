@@ -1,6 +1,7 @@
 """Reply texts, as named byte constants (protocol.md §4, spool.md §8-§10).
 
-Tests import these names.  Texts are 3.0.1's where the text is not itself a
+Tests import these names.  A collaborator's texts (AUTH, ETRN, router,
+content filter, load limit) live in its own module instead.  Texts are 3.0.1's where the text is not itself a
 defect; ``%s``/``%d`` placeholders are filled with bytes ``%`` formatting.
 The enhanced status code (ESC) is kept apart from the text: the reply
 function adds it when ENHANCEDSTATUSCODES is on.
@@ -39,7 +40,6 @@ REJECT_NET_DEFAULT = b"Hello %s; %s - You are on our reject-IP-address -list, GO
 SAMEIP_450 = (
     b"%s - Come again later, too many simultaneous connections from this IP address /ms(%d of %d)"
 )
-TOO_LOADED = b"%s Sorry, the system is too loaded for email reception at the moment"
 
 # Command processing (§4.4)
 PIPELINE_GUARD = b"HELLO %s, YOU ARE SENDING PIPELINED INPUT, BUT DIDN'T GREET PROPERLY WITH EHLO"
@@ -59,7 +59,6 @@ POLICY_PROBLEM_OPEN = b"db Open failure"
 REJECT_NET_CMD_1 = b"Hello %s; Ask HELP for our contact information."
 REJECT_NET_CMD_2 = b"If you feel we mistreat you, do contact us."
 REJECT_NET_CMD_3 = b"Hello %s; you are on our reject-IP-address -list, GO AWAY!"
-MSA_AUTH_REQUIRED = b"Sorry %s; Authentication required"
 INTERNAL_ERROR = DEFAULT_TEXT[451]
 
 # HELO/EHLO (§4.7.1)
@@ -76,14 +75,12 @@ BAD_HELO_INPUT = b"Bad.Helo.Input"
 # MAIL (§4.7.2)
 MAIL_WAIT_HELO = b"Hello %s, Waiting for HELO/EHLO command"
 MAIL_WAIT_RCPT = b"Hello %s, Waiting for RCPT command"
-MAIL_NULL_STATE = b"Hello %s, (null)"
 MSA_MUST_AUTH = b"Hello %s, In SUBMISSION mode sender must authenticate first!"
 MAIL_NO_FROM = b"Hello %s, where is From: in that?"
 MAIL_WHERE_BRACKET = b"Hello %s, where is <...> in that?"
 MAIL_WHERE_BRACKET_EOL = b"Hello %s, where is <...> in this: "
 MAIL_STRANGENESS = b"Hello %s, strangeness between ':' and '<': %s"
 TOO_MANY_LT = b"there are too many <'s in this: %s"
-PATH_DATA = b"Path data: %s"
 MAIL_THAT_WAS = b"Hi %s, that was for input: %s"
 MAIL_TOO_MANY_GT = b"Hi %s, there are too many >'s in this: <%s"
 MAIL_TOO_MANY_GT_BARE = b"Hi %s, there are too many >'s in that!"
@@ -124,7 +121,6 @@ RCPT_NO_SPACE = b"insufficient storage space, try again later"
 SPAM_TRAP = b"SPAM trap -- too many recipients for an empty source address!"
 RCPT_OK = b"Recipient address syntax Ok%s; rcpt=<%s>"
 RCPT_OK_SIZE = b"Ok; can accomodate %d byte message%s for <%s>"
-ROUTE_IGNORED = b", source route ignored"
 POLICY_RCPT_MSG_TEMP = b"Hello %s, for recipient address <%s> the policy analysis reported: %s"
 POLICY_RCPT_TEMPDNS = b"Hello %s, policy analysis reports temporary DNS error with the target domain: <%s>"
 POLICY_RCPT_RELAY = b"Your IP address %s is not allowed to relay to email address <%s> via our server; MX rule"
@@ -146,12 +142,6 @@ BDAT_NO_VALID_RCPT = b"No valid recipient at RCPT addresses, or no RCPT addresse
 DATA_354 = DEFAULT_TEXT[354]
 DATA_TOO_LARGE = b"Size of this message exceeds the fixed maximum size of  %d  chars for received email "
 DATA_BARE_LF = b"Bare LF or bare CR in message data; only CR LF line ends are accepted"
-DATA_ACCEPTED = b"%s; %s"
-ACCEPTED_WORD = b"accepted"
-CP_REJECT = b"Content-Policy reject msg: %s; %s"
-CP_FREEZE = b"Content-Policy accept-into-freezer-%s msg: %s; %s"
-CP_FREEZE_DEFAULT_MSG = b"accepted into freezer, no explanations"
-CP_DISPOSITION_FAILED = b"Message file disposition failed; %s"
 BDAT_BAD_SEQUENCE = b"Bad sequence of commands"
 BDAT_DISCARDED = b"BDAT block discarded due to earlier error"
 BDAT_LAST_OK = b"%s Roger, got %d bytes in the last chunk, stored %d bytes into spool"
@@ -172,37 +162,14 @@ DEBUG_NOT_VERBOSE = b"Must be VERBose to use DEBUG"
 DEBUG_PASSWORD = b"Umm..  DEBUG <password>"
 VRFY_WAIT_HELO = b"Waiting for HELO/EHLO command"
 VRFY_252 = DEFAULT_TEXT[252]
-VRFY_FAILED = b"Unable to verify that address"
-EXPN_FAILED = b"Unable to expand that address"
 
-# ETRN (§4.7.12)
-ETRN_NO_ARG = b"ETRN needs target domain name parameter."
-ETRN_LITERAL_ONLY = b"Sorry, only literal target domains accepted"
-ETRN_OK = (
-    b"An ETRN request is initiated - lets hope the system",
-    b"has resources to honour it. We call the remote,",
-    b"if we have anything to send there.",
-)
-ETRN_OK_ONELINE = b"An ETRN request is submitted - something may get sent."
-ETRN_MKSTEMP = b"Failed to initiate ETRN request; mkstemp() failure!"
-ETRN_FDOPEN = b"Failed to initiate ETRN request;  fdopen() failure?"
-ETRN_PERM = b"Failed to initiate local ETRN request; Permission denied?"
-
-# STARTTLS, AUTH (§4.7.17, §4.7.18)
+# STARTTLS (§4.7.17; the AUTH texts are auth.py's)
 TLS_ALREADY = b"TLS already active, restart not allowed!"
 TLS_JUNK = b"Extra junk following 'STARTTLS' command!"
 TLS_READY = b"Ready to start TLS"
-AUTH_PORT25 = b"Hi %s, AUTH NOT SUPPORTED AT PORT 25!"
-AUTH_FAILRATE = b"Hi %s, Too many authentication failures from your IP this hour.."
-AUTH_EHLO_FIRST = b"Hi %s, EHLO first, then - perhaps - AUTH!"
-AUTH_IN_TRANSACTION = b"Hi %s, AUTH not allowed during MAIL transaction!"
-AUTH_ALREADY = b"Hello %s, already authenticated, second attempt rejected!"
-AUTH_ONLY_LOGIN = b"Hello %s, Only 'AUTH LOGIN' supported."
-AUTH_NEED_TLS = b"Hello %s, Plaintext password authentication must be run under SSL/TLS"
 
 # Router pass-through (§4.7.14)
 ROUTER_NOT_ENABLED = b"I am sick: Interactive routing subsystem is not enabled"
-ROUTER_INIT_FAILED = b"I am sick: Failed to init interactive router subsystem"
 
 # HELP (§4.7.9)
 HELP_GENERAL_HEAD = (b"Copyright 1990 Rayan S. Zachariassen", b"Copyright 1991-2004 Matti Aarnio", b"")

@@ -21,14 +21,12 @@ Collaborator seams (optional objects on the context; None = feature off):
 * ``contentfilter``: contentfilter.ContentFilter (``verdict(path) ->
   FilterVerdict``, ``close()``).
 * ``tls``: tls.ServerTLS (``handshake(transport) -> TLSTransport`` with ``.info``).
-* ``auth``: an authenticator with ``authenticate(user, password) -> bool`` (and
-  optional ``failure_text``); the session runs the LOGIN exchange itself.
+* ``auth``: auth.Authenticator (``ehlo_lines(...)``, ``start(arg, AuthFacts) ->
+  AuthStep``, ``step(line)``, ``loggable(line)``); the session feeds it lines.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import enum
 import os
 import time
@@ -187,7 +185,7 @@ class Session:
         opts = ctx.options
         self.network = ctx.network
         # options
-        style_opt = _opt(opts, ("style", "s"), None)
+        style_opt = _opt(opts, "style", None)
         self.strict = 0
         self.global_style = "ve"
         if isinstance(style_opt, bytes):
@@ -200,19 +198,19 @@ class Session:
                 self.strict = -1
             else:
                 self.global_style = style_opt
-        self.strict = int(_opt(opts, ("strict_protocol",), self.strict))
+        self.strict = int(_opt(opts, "strict_protocol", self.strict))
         if not self.network:
             self.strict = 0
         self.style = self.global_style
-        self.opt_h = bool(_opt(opts, ("helo_check", "check_helo", "h"), False))
-        self.opt_g = bool(_opt(opts, ("gullible", "no_ptr_check", "g"), False))
-        self.opt_a = bool(_opt(opts, ("ident", "a"), False))
-        self.opt_B = bool(_opt(opts, ("bsmtp", "B"), False))
-        self.opt_v = bool(_opt(opts, ("verbose", "v"), False))
-        self.opt_L = int(_opt(opts, ("loadavg", "maxloadavg", "L"), loadavg.NO_LIMIT) or loadavg.NO_LIMIT)
+        self.opt_h = bool(_opt(opts, "check_helo", False))
+        self.opt_g = bool(_opt(opts, "gullible", False))
+        self.opt_a = bool(_opt(opts, "ident", False))
+        self.opt_B = bool(_opt(opts, "bsmtp", False))
+        self.opt_v = bool(_opt(opts, "verbose", False))
+        self.opt_L = int(_opt(opts, "maxloadavg", loadavg.NO_LIMIT) or loadavg.NO_LIMIT)
         # settings
         maxsize = int(self.get("maxsize", 0) or 0)
-        opt_m = _opt(opts, ("maxsize", "M"), None)
+        opt_m = _opt(opts, "maxsize", None)
         if not maxsize and opt_m:
             maxsize = int(opt_m)
         self.maxsize = maxsize
@@ -270,7 +268,7 @@ class Session:
             self.rhost_flags = received.RhostFlags()
         # -d N (§3.10, §6; policy.md §10.2): in -i and -n the notes and the
         # policy traces go on the SMTP stream itself as 000- lines.
-        self.debug_on = int(_opt(opts, ("debug",), 0) or 0) >= 1 and ctx.mode in ("interactive", "inetd")
+        self.debug_on = int(_opt(opts, "debug", 0) or 0) >= 1 and ctx.mode in ("interactive", "inetd")
         self._policy_traced = False
         self._greeted = False
         self._deferred: list[bytes] = []
@@ -299,7 +297,7 @@ class Session:
             return True
         port_set = bool(self.get("bindport-set", False))
         port = int(self.get("bindport", 25) or 25)
-        opt_p = _opt(self.ctx.options, ("port", "p"), None)
+        opt_p = _opt(self.ctx.options, "port", None)
         if opt_p:
             port_set, port = True, int(opt_p)
         return port_set and port != 25
@@ -518,7 +516,7 @@ class Session:
             self.ended = True
             return False
         implicit = ctx.tls is not None and (
-            ctx.listener_kind == "smtps" or bool(_opt(ctx.options, ("tls_on_connect",), False))
+            ctx.listener_kind == "smtps" or bool(_opt(ctx.options, "tls_on_connect", False))
         )
         initial = b"" if implicit else self._outlook_hello()
         if implicit or initial:
@@ -972,15 +970,6 @@ class Session:
             n = m
         return n
 
-    def _auth_advertised(self) -> bool:
-        if not self.get("smtp-auth", False):
-            return False
-        if not (self.tls_active or self.get("auth-login-also-without-tls", False)):
-            return False
-        if self.get("no-smtp-auth-on-25", False) and self._on_port25():
-            return False
-        return True
-
     def _on_port25(self) -> bool:
         return self.network and self.ctx.listener_kind == "smtp" and not self.proto_helo_only
 
@@ -1009,11 +998,8 @@ class Session:
         if limit > 100:
             caps.append(b"X-RCPTLIMIT %d" % limit)
         auth = self.ctx.auth
-        if auth is not None and hasattr(auth, "ehlo_lines"):
-            if self.get("smtp-auth", False):
-                caps += list(auth.ehlo_lines(tls_active=self.tls_active, plain_listener=self._on_port25()))
-        elif self._auth_advertised():
-            caps += [b"AUTH=LOGIN", b"AUTH LOGIN"]
+        if auth is not None and self.get("smtp-auth", False):
+            caps += list(auth.ehlo_lines(tls_active=self.tls_active, plain_listener=self._on_port25()))
         if self.get("use-tls", False) and self.ctx.tls is not None and not self.tls_active:
             caps.append(b"STARTTLS")
         if self.get("etrn-ok", True) and not self.msa:
@@ -1204,7 +1190,7 @@ class Session:
                 ),
             )
             f.record(b"comment", received.summary_comment_value(
-                ti, whoson=bool(_opt(self.ctx.options, ("whoson", "w"), False))))
+                ti, whoson=bool(_opt(self.ctx.options, "whoson", False))))
         if mp.body is not None:
             f.record(b"bodytype", mp.body)
         f.record(b"with", self._with_value())
@@ -2052,10 +2038,10 @@ class Session:
 
     def smtp_auth(self, verb: bytes, text: bytes, line: Line) -> None:
         auth = self.ctx.auth
-        if auth is not None and hasattr(auth, "start"):
-            self._auth_exchange(auth, self._arg(text, verb))
+        if auth is None:  # cli.complete_context builds one whenever smtp-auth is on
+            self.reply(454, b"4.7.0", b"Temporary authentication failure", tarpit=True)
             return
-        self._auth_builtin_login(verb, text)
+        self._auth_exchange(auth, self._arg(text, verb))
 
     def _auth_exchange(self, auth: Any, arg: bytes) -> None:
         """AUTH through auth.Authenticator's start/step machine (PLAIN and LOGIN)."""
@@ -2073,7 +2059,7 @@ class Session:
         )
         step = auth.start(arg, facts)
         while True:
-            for _ in range(max(0, int(getattr(step, "tarpit", 1))) if step.reply[0] >= 400 else 0):
+            for _ in range(step.tarpit if step.reply[0] >= 400 else 0):
                 self.tarpit()
             code, esc, rtext = step.reply
             self.reply(int(code), _b(esc) if esc else None, _b(rtext), flush=True)
@@ -2102,98 +2088,12 @@ class Session:
             self.reply(int(code), _b(esc) if esc else None, _b(rtext), flush=True)
             self.ended = True
 
-    def _auth_builtin_login(self, verb: bytes, text: bytes) -> None:
-        """3.0.1's built-in AUTH LOGIN, for an authenticator with only authenticate()."""
-        a = self.rhostaddr
-        if self.get("no-smtp-auth-on-25", False) and self._on_port25():
-            self.tarpit()
-            self.reply(503, b"5.5.1", R.AUTH_PORT25 % a, tarpit=True)
-            return
-        fr = getattr(self.policy, "auth_failrate_exceeded", None)
-        if fr is not None and fr():
-            self.reply(503, b"5.5.1", R.AUTH_FAILRATE % a, tarpit=True)
-            return
-        if self.state == State.HELLO:
-            self.reply(503, b"5.5.1", R.AUTH_EHLO_FIRST % a, tarpit=True)
-            return
-        if self.state != State.MAIL_OR_HELLO:
-            self.reply(503, b"5.5.1", R.AUTH_IN_TRANSACTION % a, tarpit=True)
-            return
-        if self.authuser is not None:
-            self.reply(503, b"5.5.1", R.AUTH_ALREADY % a, tarpit=True)
-            return
-        arg = self._arg(text, verb)
-        if arg[:5].upper() != b"LOGIN":
-            self.reply(504, b"5.7.1", R.AUTH_ONLY_LOGIN % a, tarpit=True)
-            return
-        if not self.tls_active and not self.get("auth-login-also-without-tls", False):
-            self.reply(503, b"5.7.1", R.AUTH_NEED_TLS % a, tarpit=True)
-            return
-        initial = arg[5:].strip(b" \t")
-        if initial:
-            parts = initial.split()
-            if len(parts) > 1:
-                self.reply(501, b"5.5.2", b"unrecognized input/extra junk ??", tarpit=True, flush=True)
-                return
-            user = _b64(parts[0])
-        else:
-            uprompt = self.get("smtp-auth-username-prompt", b"Username:")
-            self.reply(334, None, _b64enc(_b(uprompt)), flush=True)
-            u = self._auth_line(log_as=None)
-            if u is None:
-                return
-            user = _b64(u)
-        pprompt = self.get("smtp-auth-password-prompt", b"Password:")
-        self.reply(334, None, _b64enc(_b(pprompt)), flush=True)
-        pw = self._auth_line(log_as=b"**base64-password**")
-        if pw is None:
-            return
-        password = _b64(pw)
-        auth = self.ctx.auth
-        ok = False
-        if auth is not None:
-            try:
-                ok = bool(auth.authenticate(user, password))
-            except Exception:
-                ok = False
-        if ok:
-            self.authuser = user
-            self.proto_auth = True
-            note_auth = getattr(self.policy, "authenticated", None)
-            if note_auth is not None:
-                note_auth(user)
-            self.reply(235, None, b"Authentication successful.", flush=True)
-        else:
-            txt = getattr(auth, "failure_text", b"Authentication Failed")
-            self.reply(535, None, _b(txt), tarpit=True, flush=True)
-
-    def _auth_line(self, log_as: bytes | None) -> bytes | None:
-        self.stream.flush()
-        ln = self.stream.s_gets()
-        if ln.n == 0:
-            self.reply(501, None, b"Err... Seen EOF during AUTH ??", flush=True)
-            self.ended = True
-            return None
-        text = ln.text.rstrip(b" \t")
-        if self.log is not None:
-            self.log.raw(b"r " + (log_as if log_as is not None else text))
-        if text == b"*":
-            self.reply(501, None, b"AUTH command cancelled", flush=True)
-            return None
-        return text
-
-
 # ---------------------------------------------------------------------- helpers
-def _opt(opts: Any, names: tuple[str, ...], default: Any) -> Any:
-    if opts is None:
-        return default
-    for n in names:
-        if isinstance(opts, dict):
-            if n in opts:
-                return opts[n]
-        elif hasattr(opts, n):
-            return getattr(opts, n)
-    return default
+def _opt(opts: Any, name: str, default: Any) -> Any:
+    """A command-line option by cli.Options attribute name (tests pass a dict)."""
+    if isinstance(opts, dict):
+        return opts.get(name, default)
+    return getattr(opts, name, default)
 
 
 def _redact_auth(line: bytes) -> bytes:
@@ -2226,23 +2126,6 @@ def _zenv_get(zenv: Any, name: str) -> str | None:
 
 def _b(v: Any) -> bytes:
     return v if isinstance(v, bytes) else str(v).encode("latin-1")
-
-
-def _b64(data: bytes) -> bytes:
-    """Lenient base64 (non-alphabet bytes skipped, stops at '=')."""
-    clean = bytes(c for c in data.split(b"=", 1)[0] if c in _B64_ALPHABET)
-    clean += b"=" * (-len(clean) % 4)
-    try:
-        return base64.b64decode(clean)
-    except (binascii.Error, ValueError):
-        return b""
-
-
-_B64_ALPHABET = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
-
-
-def _b64enc(data: bytes) -> bytes:
-    return base64.b64encode(data)
 
 
 def _c_long(word: bytes) -> int:

@@ -36,10 +36,6 @@ _SUFFIXES = ("",) + tuple("abcdefghijklmnopqrstuvwxyz")  # 27 candidates (§3.2)
 _BUFSIZE = 65536
 _SUN_PATH_MAX = 107  # sun_path is 108 bytes with its NUL (§4.4)
 
-PRIO_NORMAL = 0
-PRIO_BULK = 1
-PRIO_JUNK = 9
-
 
 class SpoolError(Exception):
     """Any spool failure; ``reply`` is what the session should answer."""

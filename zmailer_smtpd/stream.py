@@ -252,15 +252,6 @@ class SmtpStream:
             if not self._fill(self.cmd_timeout):
                 return
 
-    def read_some(self, limit: int | None = None, timeout: float | None = None) -> bytes:
-        """Return (and consume) buffered bytes, reading when empty; b'' = EOF/timeout."""
-        if not self._in and not self._fill(self.data_timeout if timeout is None else timeout):
-            return b""
-        k = len(self._in) if limit is None else min(limit, len(self._in))
-        data = bytes(self._in[:k])
-        del self._in[:k]
-        return data
-
     def peek_some(self, timeout: float | None = None) -> bytes:
         """Buffered bytes without consuming them (reading when empty)."""
         if not self._in and not self._fill(self.data_timeout if timeout is None else timeout):
@@ -275,14 +266,6 @@ class SmtpStream:
         n = len(self._in)
         self._in.clear()
         return n
-
-    def set_transport(self, transport: Transport) -> None:
-        """Alias of replace_transport (the name tls.py's docstring uses)."""
-        self.replace_transport(transport)
-
-    def discard_pending(self) -> int:
-        """Alias of discard_input (the name tls.py's docstring uses)."""
-        return self.discard_input()
 
     def replace_transport(self, transport: Transport) -> None:
         """Switch to a new transport (TLS); buffered input is discarded first."""
@@ -301,9 +284,6 @@ class SmtpStream:
 
     def queued(self) -> bytes:
         return bytes(self._out)
-
-    def drop_output(self) -> None:
-        self._out.clear()
 
     def flush(self) -> None:
         """Send all queued output; a dead peer makes it vanish silently."""

@@ -74,18 +74,6 @@ class _HasFileno(Protocol):
     def fileno(self) -> int: ...
 
 
-def _setting(settings: Any, names: tuple[str, ...], default: Any = None) -> Any:
-    """Read a PARAM by any of its spellings; absent or unset gives `default`."""
-    for name in names:
-        try:
-            value = settings.get(name)
-        except (KeyError, LookupError, AttributeError):
-            continue
-        if value is not None:
-            return value
-    return default
-
-
 def _as_str(value: Any) -> str | None:
     if value is None:
         return None
@@ -130,20 +118,20 @@ class TLSSettings:
     @classmethod
     def from_settings(cls, settings: Any) -> TLSSettings:
         s = cls(
-            cert_file=_as_str(_setting(settings, ("tls-cert-file",))),
-            key_file=_as_str(_setting(settings, ("tls-key-file",))),
-            dcert_file=_as_str(_setting(settings, ("tls-dcert-file",))),
-            dkey_file=_as_str(_setting(settings, ("tls-dkey-file",))),
-            dh1024=_as_str(_setting(settings, ("tls-dh1024",))),
-            dh512=_as_str(_setting(settings, ("tls-dh512",))),
-            ca_file=_as_str(_setting(settings, ("tls-cafile", "tls-CAfile"))),
-            ca_path=_as_str(_setting(settings, ("tls-capath", "tls-CApath"))),
-            cipher_list=_as_str(_setting(settings, ("tls-cipher-list",))),
-            random_source=_as_str(_setting(settings, ("tls-random-source",))),
-            loglevel=_as_int(_setting(settings, ("tls-loglevel",))),
-            ask_cert=bool(_as_int(_setting(settings, ("tls-ask-cert",)))),
-            require_cert=bool(_as_int(_setting(settings, ("tls-require-cert",)))),
-            ccert_vd=_as_int(_setting(settings, ("tls-ccert-vd",)), 1),
+            cert_file=_as_str(settings.get("tls-cert-file")),
+            key_file=_as_str(settings.get("tls-key-file")),
+            dcert_file=_as_str(settings.get("tls-dcert-file")),
+            dkey_file=_as_str(settings.get("tls-dkey-file")),
+            dh1024=_as_str(settings.get("tls-dh1024")),
+            dh512=_as_str(settings.get("tls-dh512")),
+            ca_file=_as_str(settings.get("tls-cafile")),
+            ca_path=_as_str(settings.get("tls-capath")),
+            cipher_list=_as_str(settings.get("tls-cipher-list")),
+            random_source=_as_str(settings.get("tls-random-source")),
+            loglevel=_as_int(settings.get("tls-loglevel")),
+            ask_cert=bool(_as_int(settings.get("tls-ask-cert"))),
+            require_cert=bool(_as_int(settings.get("tls-require-cert"))),
+            ccert_vd=_as_int(settings.get("tls-ccert-vd"), 1),
         )
         # Setting either of a pair defaults the other to the same file (§4.1).
         s.cert_file = s.cert_file or s.key_file
@@ -337,7 +325,7 @@ class ServerTLS:
     @classmethod
     def from_settings(cls, settings: Any, log: LogFn | None = None) -> ServerTLS | None:
         """None when ``use-tls`` is off; raises TLSConfigError when it cannot work."""
-        if not _setting(settings, ("use-tls",), False):
+        if not settings.get("use-tls"):
             return None
         return cls(settings, log)
 

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from zmailer_smtpd import helper
 
 DEFAULT_SERVER = ("127.0.0.1", 9876)
-NOT_CHECKED = "NOT-CHECKED"
 
 
 @dataclass(frozen=True)

@@ -620,14 +620,9 @@ class PolicySession:
             return 0
         self._req = {A_REJECTNET, A_FREEZENET, A_RELAYCUSTNET, A_MAXINSIZE, A_MAXOUTSIZE, A_RCPTDNSRBL}
         self._check_domain(name)
-        if self._is(A_REJECTNET, b"+"):
-            self.always_reject = True
-            self._pick(A_REJECTNET)
-            return -1
-        if self._is(A_FREEZENET, b"+"):
-            self.always_freeze = True
-            self._pick(A_FREEZENET)
-            return 1
+        listed = self._net_listed()
+        if listed is not None:
+            return listed
         if self.always_accept:
             return 0
         if self._is(A_RELAYCUSTNET, b"+"):
@@ -668,6 +663,11 @@ class PolicySession:
             return 0
         self._req = {A_REJECTNET, A_FREEZENET}
         self._check_domain(arg)
+        listed = self._net_listed()
+        return 0 if listed is None else listed
+
+    def _net_listed(self) -> int | None:
+        """After a domain lookup: rejectnet/freezenet "+" -> -1/1 (sticky for the session)."""
         if self._is(A_REJECTNET, b"+"):
             self.always_reject = True
             self._pick(A_REJECTNET)
@@ -676,7 +676,7 @@ class PolicySession:
             self.always_freeze = True
             self._pick(A_FREEZENET)
             return 1
-        return 0
+        return None
 
     # -- §6.5 MAIL -----------------------------------------------------------
     def mail_from(self, path: bytes) -> Verdict:
@@ -940,7 +940,8 @@ class Answer:
 
 class SessionPolicy:
     """What session.py calls: ``status``, ``connect``, ``helo``, ``mail``, ``rcpt``,
-    ``postmaster``, ``maxsameip``, ``maxinsize``, ``trusted``, ``reject_net``,
+    ``postmaster``, ``authenticated``, ``report_failed_rcpts``, ``data_accepted``,
+    ``maxsameip``, ``maxinsize``, ``trusted``, ``run_filter``, ``reject_net``,
     ``policyresult``, ``close``.  The session renders the replies from
     (result, msg) with the tables of policy.md §6 and does the postmaster
     exemption and the null-sender spam trap itself.
