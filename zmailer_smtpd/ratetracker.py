@@ -56,12 +56,14 @@ def _atoi(b: bytes) -> int:
 
 
 class _Entry:
-    __slots__ = ("slots", "rcpts", "excesses")
+    __slots__ = ("slots", "rcpts", "excesses", "afails", "age")
 
     def __init__(self) -> None:
         self.slots = [0] * SLOTCOUNT
         self.rcpts = 0
         self.excesses = 0
+        self.afails = 0  # failed AUTH attempts in the current hour (3.0.1's afails)
+        self.age = 0  # slot changes seen; afails start again after SLOTCOUNT of them
 
 
 class RateTable:
@@ -81,12 +83,16 @@ class RateTable:
             self.index = (self.index + 1) % SLOTCOUNT
             for e in self.entries.values():
                 e.slots[self.index] = 0
+                e.age += 1
+                if e.age > SLOTCOUNT:
+                    e.afails = e.age = 0
             self.next_change += SLOTINTERVAL
             steps += 1
         if now >= self.next_change:  # idle for longer than the whole window
             self.next_change = now + SLOTINTERVAL
         if steps:
-            for k in [k for k, e in self.entries.items() if not any(e.slots) and not e.excesses]:
+            for k in [k for k, e in self.entries.items()
+                      if not any(e.slots) and not e.excesses and not e.afails]:
                 del self.entries[k]
 
     def count(self, label: str, incr: int) -> int:
@@ -107,7 +113,7 @@ class RateTable:
         action, label, _limit, _what, counts = words[:5]
         first, _, second = counts.partition(b",")
         n, n2 = _atoi(first), _atoi(second)
-        if not _LABEL.match(label) or action not in (b"MSGS", b"RCPT", b"EXCESS"):
+        if not _LABEL.match(label) or action not in (b"MSGS", b"RCPT", b"EXCESS", b"AUTHF"):
             return b"500 bad input; unsupported mode; act='%s', ip='%s'\n" % (action[:8], label[:40])
         key = label.decode("ascii").lower()
         if action == b"MSGS":
@@ -120,6 +126,9 @@ class RateTable:
             return b"200 %d\n" % total
         self.count(key, 0)
         e = self.entries.setdefault(key, _Entry())
+        if action == b"AUTHF":  # failed AUTH attempts this hour (interfaces.md §3.3)
+            e.afails += max(n, 0)
+            return b"200 %d\n" % e.afails
         e.excesses += 1
         return b"200 %d\n" % e.excesses
 

@@ -947,9 +947,10 @@ class SessionPolicy:
     exemption and the null-sender spam trap itself.
     """
 
-    def __init__(self, ps: PolicySession) -> None:
+    def __init__(self, ps: PolicySession, auth_failrate: int = 5) -> None:
         self.ps = ps
         self.status = ps.status
+        self.auth_failrate = auth_failrate
 
     def _ans(self, rc: int) -> Answer:
         ps = self.ps
@@ -1050,6 +1051,23 @@ class SessionPolicy:
         """A message was accepted (DATA/BDAT committed): count it for §9.3."""
         self.ps.data_accepted(nrcpts)
 
+    def auth_failed(self) -> None:
+        """One failed AUTH attempt from this client, for ``auth-failrate``."""
+        ps = self.ps
+        if ps.rate is not None and ps.rate_label:
+            ps.rate.count(f"AUTHF {ps.rate_label} 0 AUTH 1")
+
+    def auth_failrate_exceeded(self) -> bool:
+        """interfaces.md §3.3 check 2: more than ``auth-failrate`` failures this hour.
+
+        Without a tracker (-i, -n, or it does not answer) nothing is limited.
+        """
+        ps = self.ps
+        if ps.rate is None or not ps.rate_label:
+            return False
+        n = ps.rate.count(f"AUTHF {ps.rate_label} 0 AUTH 0")
+        return n is not None and n > self.auth_failrate
+
     def close(self) -> None:
         """Close the database."""
         if self.ps.db is not None:
@@ -1115,4 +1133,5 @@ def make_session_policy(
         db, status, resolver=resolver, selfaddrs=selfaddrs, myhostname=myhostname,
         client_text=client_text, debug=debug, log=log, whoson=whoson, rate=rate,
     )  # fmt: skip
-    return SessionPolicy(ps)
+    failrate = param("auth-failrate")
+    return SessionPolicy(ps, auth_failrate=failrate if isinstance(failrate, int) else 5)
