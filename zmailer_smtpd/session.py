@@ -1065,15 +1065,9 @@ class Session:
                 self._mail_policy_reject(ans, addr)
                 return
             freeze = ans.freeze
-        router_ans = None
-        router = self.ctx.router
-        if router is not None and self._router_checks("f", "F"):
-            from zmailer_smtpd import router as rmod
-
-            router_ans = router.check("from", rmod.prepare_address(addr, self._allow_route()))
-            if not router_ans.ok:
-                self.send_replylines(router_ans.lines, tarpit=True)
-                return
+        go_on, router_ans = self._router_address("from", "f", "F", addr)
+        if not go_on:
+            return
         spool = self.ctx.spool
         if spool is None:
             self.reply(452, b"4.3.0", R.STORAGE_452, tarpit=True)
@@ -1106,6 +1100,22 @@ class Session:
             self.send_replylines(router_ans.lines)  # router.map_answer added "; Ok" (§1.6)
         else:
             self.reply(250, b"2.1.0", R.MAIL_OK_ROUTE if note else R.MAIL_OK)
+
+    def _router_address(self, kind: str, on: str, off: str, addr: bytes) -> tuple[bool, Any]:
+        """MAIL/RCPT router check when the style asks for it: (go on?, the router's answer).
+
+        A refusal is answered here (with the tarpit); None means no check was made.
+        """
+        router = self.ctx.router
+        if router is None or not self._router_checks(on, off):
+            return True, None
+        from zmailer_smtpd import router as rmod
+
+        ans = router.check(kind, rmod.prepare_address(addr, self._allow_route()))
+        if not ans.ok:
+            self.send_replylines(ans.lines, tarpit=True)
+            return False, ans
+        return True, ans
 
     def _router_prefix(self, ans: Any) -> None:
         if ans is not None and len(ans.lines) > 1:
@@ -1383,15 +1393,9 @@ class Session:
                 self._rcpt_policy_reject(ans, addr)
                 return
             freeze = ans.freeze or txn.freeze or self.net_freeze
-        router_ans = None
-        router = self.ctx.router
-        if router is not None and self._router_checks("t", "T"):
-            from zmailer_smtpd import router as rmod
-
-            router_ans = router.check("to", rmod.prepare_address(addr, self._allow_route()))
-            if not router_ans.ok:
-                self.send_replylines(router_ans.lines, tarpit=True)
-                return
+        go_on, router_ans = self._router_address("to", "t", "T", addr)
+        if not go_on:
+            return
         # final checks before anything is written (README: refused RCPT leaves no trace)
         size = txn.params.size
         if self.maxsize > 0 and size > self.maxsize:
