@@ -52,7 +52,7 @@ ARGS = {P.INT: b" 5", P.ATOI: b" 5", P.STR: b" x", P.TEXT: b" x", P.REST: b" x y
         P.TARPIT: b" 1 2 3", P.DELIVERBY: b"", P.BIND: b" any", P.CLUSTER: b" a b c",
         P.ENUM: b" pass", P.BOOLWORD: b" true", P.FLAG: b"", P.NEWGROUP: b"",
         P.WORDS: b" 127.0.0.1 ::1"}
-EXTENSIONS = {"session-timeout", "dns-nameservers"}  # ours, not 3.0.1's
+EXTENSIONS = {"session-timeout", "dns-nameservers", "child-max-sessions", "child-max-idle"}  # ours
 
 
 @pytest.mark.parametrize("keyword", SPEC_KEYWORDS)
@@ -140,6 +140,12 @@ def test_extension_keywords() -> None:
     assert s.get("dns-nameservers") == "127.0.0.1:5353 [::1]:53"
     assert s.get("session-timeout") == 60
     assert Settings.from_values().get("session-timeout") == 3600
+    c = config_from_bytes(b"PARAM child-max-sessions 0\nPARAM child-max-idle 5\n",
+                          ZEnv.from_bytes(b""))
+    assert c.last_group().get("child-max-sessions") == 1  # the minimum: one session per child
+    assert c.last_group().get("child-max-idle") == 5
+    d = Settings.from_values()
+    assert (d.get("child-max-sessions"), d.get("child-max-idle")) == (100, 60)
 
 
 def test_display_spellings_are_keywords() -> None:

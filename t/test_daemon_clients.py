@@ -23,7 +23,14 @@ from pathlib import Path
 
 import pytest
 from spoolutil import SPOOLID_RE, mask_content, mask_spoolid, split_spool
-from test_daemon_parent import child_pids_of, free_port, read_reply, talk, wait_for
+from test_daemon_parent import (
+    child_pids_of,
+    free_port,
+    read_reply,
+    session_pids_of,
+    talk,
+    wait_for,
+)
 
 from zmailer_smtpd import spool
 from zmailer_smtpd.hostname import myhostname
@@ -119,8 +126,8 @@ class Smtpd:
                       for p in (self.po / d).iterdir())
 
     def sessions_done(self) -> None:
-        """Every session child has exited (so its spool work is over)."""
-        wait_for(lambda: not child_pids_of(self.pid), "session children to exit")
+        """Every session has ended (so its spool work is over); children may wait idle."""
+        wait_for(lambda: not session_pids_of(self.pid), "sessions to end")
 
 
 @pytest.fixture

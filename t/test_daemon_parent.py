@@ -195,6 +195,22 @@ def child_pids_of(pid: int) -> list[int]:
     return out
 
 
+IDLE_TITLE = b"smtpserver: idle session child"
+
+
+def session_pids_of(pid: int) -> list[int]:
+    """Children of ``pid`` that are not idle between sessions (proctitle.IDLE)."""
+    out = []
+    for c in child_pids_of(pid):
+        try:
+            if Path(f"/proc/{c}/cmdline").read_bytes().startswith(IDLE_TITLE):
+                continue
+        except OSError:
+            continue
+        out.append(c)
+    return out
+
+
 BASE = "PARAM BindSmtp [127.0.0.1] PORT\n*  ve\n"
 
 

@@ -36,7 +36,6 @@ HEADER_LINE_LIMIT = 3999  # bytes of a header line examined (3.0.1's line buffer
 _EOL_SEARCH = re.compile(rb"[\r\n]").search
 _END_STRICT = re.compile(rb"\r\n\.\r\n")
 _END_LENIENT = re.compile(rb"\n\.\r?\n")
-_WS = frozenset(b" \t\r\n")
 
 PRIO_BY_PRECEDENCE = ((b"junk", 9), (b"bulk", 1), (b"high", 0), (b"normal", 0))
 
@@ -381,14 +380,14 @@ class DataReceiver:
 
     def _line(self, line: bytes) -> bool:
         """Examine one header line (or a long line's prefix); True = write it."""
-        if all(b in _WS for b in line):
+        if not line.strip(b" \t\r\n"):
             self._in_headers = False  # the body starts after this line
             return True
         self._linecnt += 1
         first = line[0]
         if first == 0x20 or first == 0x09:
             return True
-        if any(b >= 0x80 for b in line):
+        if not line.isascii():
             self.header_8bit = True
         low = line[:16].lower()
         if low.startswith(b"precedence:"):

@@ -10,6 +10,7 @@ server is a temporary failure: :class:`TempFail`.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import struct
 import time
@@ -125,22 +126,24 @@ class Resolver:
         """query(); ``light``: a plain answer may come back as a :class:`Light`."""
         if isinstance(name, bytes):
             name = name.decode("latin-1")
-        try:
-            qname = dns.name.from_text(name if name.endswith(".") else name + ".")
-        except (dns.exception.DNSException, ValueError) as e:
-            raise TempFail(f"bad name {name!r}: {e}") from None
-        qtype = dns.rdatatype.from_text(rdtype)
-        try:
-            wire_name = qname.to_wire() or b"\0"
-        except dns.exception.DNSException as e:
-            raise TempFail(f"bad name {name!r}: {e}") from None
+        qtype = _QTYPES.get(rdtype) or dns.rdatatype.from_text(rdtype)
+        qname: dns.name.Name | _LazyName | None = None
+        wire_name = _plain_wire_name(name)
+        if wire_name is None:  # escapes, IDN, bad labels: dnspython decides
+            try:
+                qname = dns.name.from_text(name if name.endswith(".") else name + ".")
+                wire_name = qname.to_wire() or b"\0"
+            except (dns.exception.DNSException, ValueError) as e:
+                raise TempFail(f"bad name {name!r}: {e}") from None
+        if qname is None:
+            qname = _LazyName(name)
         last = "no nameservers"
         for srv in self.servers:
             try:
                 r = _udp_exchange(qname, wire_name, qtype, srv.host, srv.port, self.timeout,
                                   light=light)
-                if r.flags & dns.flags.TC:
-                    q = dns.message.make_query(qname, qtype, dns.rdataclass.IN)
+                if r.flags & _TC:
+                    q = dns.message.make_query(_name(qname), qtype, dns.rdataclass.IN)
                     r = dns.query.tcp(q, srv.host, timeout=self.timeout, port=srv.port)
             except (dns.exception.Timeout, OSError, dns.exception.DNSException) as e:
                 last = f"{srv.host}:{srv.port}: {e.__class__.__name__}"
@@ -218,10 +221,12 @@ def _reverse_name(ip: str) -> str:
 
 
 _HEADER = struct.Struct("!HHHHHH")
+_TC = int(dns.flags.TC)  # a plain int: IntFlag's & builds a new enum member each time
 
 
 def _udp_exchange(
-    qname: dns.name.Name, wire_name: bytes, qtype: int, host: str, port: int, timeout: float,
+    qname: dns.name.Name | _LazyName, wire_name: bytes, qtype: int, host: str, port: int,
+    timeout: float,
     *, light: bool = False,
 ) -> dns.message.Message | Light:
     """One UDP query (RD set, class IN, no EDNS: what make_query sends) on a connected socket.
@@ -258,8 +263,42 @@ def _udp_exchange(
                 r = dns.message.from_wire(answer)
             except dns.exception.DNSException:
                 continue  # not a DNS message: keep waiting for the answer
-            if _answers(r, qname, qtype):
+            if _answers(r, _name(qname), qtype):
                 return r
+
+
+_QTYPES = {t: dns.rdatatype.RdataType[t] for t in ("A", "AAAA", "PTR", "MX", "TXT")}
+_LABEL = re.compile(r"[A-Za-z0-9_-]{1,63}")  # needs no escape in wire or text form
+
+
+def _plain_wire_name(name: str) -> bytes | None:
+    """The wire form of a plain host name (letters, digits, - and _), else None.
+
+    dnspython's Name costs more than the rest of a lookup; every name a
+    session asks for (PTR names, HELO names, RBL zones) is plain.
+    """
+    labels = name[:-1].split(".") if name.endswith(".") else name.split(".")
+    if not all(_LABEL.fullmatch(x) for x in labels):
+        return None
+    wire = b"".join(bytes((len(x),)) + x.encode("ascii") for x in labels) + b"\0"
+    return wire if len(wire) <= 255 else None
+
+
+class _LazyName:
+    """dnspython's Name of a plain name, made only when a full parse needs it."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text if text.endswith(".") else text + "."
+        self._name: dns.name.Name | None = None
+
+    def get(self) -> dns.name.Name:
+        if self._name is None:
+            self._name = dns.name.from_text(self.text)
+        return self._name
+
+
+def _name(qname: dns.name.Name | _LazyName) -> dns.name.Name:
+    return qname.get() if isinstance(qname, _LazyName) else qname
 
 
 def _answers(r: dns.message.Message, qname: dns.name.Name, qtype: int) -> bool:
@@ -309,7 +348,7 @@ class Light:
             _, flags, qd, an, ns, ar = _HEADER.unpack_from(wire)
             if (flags >> 11) & 0xF != 0:  # opcode QUERY
                 return NOT_OURS
-            if flags & dns.flags.TC or ar:
+            if flags & _TC or ar:
                 return None
             if qd != 1:
                 if qd == 0 and flags & 0xF in _NO_QUESTION_OK:

@@ -258,6 +258,12 @@ PARAMS: tuple[Param, ...] = (
     _p("session-timeout", INT, GROUP, 3600,
        "Overall deadline of one daemon session in seconds, 0 = none (zmailer_smtpd extension).",
        args="SECS", minimum=0),
+    _p("child-max-sessions", INT, GLOBAL, 100,
+       "Sessions one daemon child serves, one after another, before it exits; 1 = a new"
+       " child for every connection (zmailer_smtpd extension).", args="N", minimum=1),
+    _p("child-max-idle", INT, GLOBAL, 60,
+       "Seconds a daemon child waits for its next connection before it exits"
+       " (zmailer_smtpd extension).", args="SECS", minimum=1),
     _p("dns-nameservers", WORDS, GLOBAL, None,
        "Nameservers for policy DNS checks instead of /etc/resolv.conf, e.g. \"127.0.0.1:5353 ::1\""
        " (zmailer_smtpd extension).", args="ADDR[:PORT] ..."),

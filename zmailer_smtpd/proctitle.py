@@ -18,6 +18,7 @@ except ImportError:  # pragma: no cover - the package is a dependency
     _set = None
 
 CONNECTED = "(connected)"
+IDLE = "smtpserver: idle session child"  # between two sessions (no client, so no "<")
 
 
 _CONTROL = re.compile("[\x00-\x1f\x7f]")  # shown as '?' so ps output stays one line
@@ -35,12 +36,12 @@ def title_text(rhostname: bytes | str, text: bytes | str) -> str:
     return _CONTROL.sub("?", "<" + _text(rhostname) + " " + _text(text))
 
 
-def set_title(rhostname: bytes | str, text: bytes | str) -> None:
-    """Set ``<rhostname text``; control bytes become '?' so ps output stays one line."""
+def set_title(rhostname: bytes | str | None, text: bytes | str) -> None:
+    """Set ``<rhostname text`` (just ``text`` without a client); control bytes become '?'."""
     global _last
     if _set is None:
         return
-    title = title_text(rhostname, text)
+    title = _text(text) if rhostname is None else title_text(rhostname, text)
     if title != _last:
         _set(title)
         _last = title

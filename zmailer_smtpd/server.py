@@ -1,17 +1,28 @@
 """The daemon parent: listeners, accept loop, fork, limits, signals (protocol.md §3.4–§3.8).
 
-A classic pre-fork-per-connection Unix server (gunicorn's arbiter is the
-model): signal handlers only record the signal and wake the loop through a
-self-pipe; the loop polls the listeners, reaps children with
-``waitpid(-1, WNOHANG)`` and forks one child per accepted connection.  The
-parent never blocks on a child, runs no threads and survives every child
-failure.
+A classic pre-fork Unix server (gunicorn's arbiter is the model): signal
+handlers only record the signal and wake the loop through a self-pipe; the
+loop polls the listeners, reaps children with ``waitpid(-1, WNOHANG)`` and
+gives each accepted connection to one session child.  The parent never blocks
+on a child, runs no threads and survives every child failure.
+
+A session child serves one connection at a time.  When its session ends it
+tells the parent (one byte on its socketpair) and waits; the parent hands it
+the next accepted connection (SCM_RIGHTS) instead of forking again, up to
+``PARAM child-max-sessions`` sessions, and closes its end of the pair when
+the child has been idle for ``PARAM child-max-idle`` seconds, on SIGHUP and
+on SIGTERM: the child then reads end of file and exits.  Forking a 25 MB
+Python process and the copy-on-write faults after it cost more than a whole
+session (bench/README.md); ``child-max-sessions 1`` restores one fork per
+connection.  The counts of §3.6 are per connection: a session is counted
+from the hand-over (or fork) to its end byte (or the child's death).
 
 Differences from 3.0.1, all deliberate (see the manual's DEVIATIONS):
 
 * The limit replies of §3.7 step 8 and the ``-L`` refusal are written by the
   parent, which costs no fork; such connections are therefore not counted.
-* A child exits as soon as its session ends (no 2 s linger).
+* A session is uncounted as soon as it ends (no 2 s linger); its child may
+  serve further connections (above).
 * SIGHUP re-reads the configuration (3.0.1 ignores it) and re-opens the log;
   a configuration that fails to load keeps the old one and the log says why.
 * SIGTERM closes the listeners at once, lets running sessions finish for up
@@ -57,6 +68,9 @@ ACCEPT_BATCH = 64  # accepts per readiness event, so one busy listener cannot st
 DRAIN_SECONDS = 30.0  # SIGTERM: how long running sessions may go on
 DRAIN_TERM_SECONDS = 10.0  # after SIGTERM to the children, how long to wait for them
 SESSION_TIMEOUT = 3600  # default overall session deadline (PARAM session-timeout)
+CHILD_MAX_SESSIONS = 100  # sessions one child serves (PARAM child-max-sessions; Postfix's max_use)
+CHILD_MAX_IDLE = 60  # seconds an idle child waits for a connection (PARAM child-max-idle)
+SESSION_DONE = b"D"  # child -> parent: my session has ended, give me the next
 # modules a session imports when it first needs them: import them once in the parent
 PRELOAD = (
     "stream", "spool", "received", "bodyxfer", "esmtp", "rfc821", "replies", "router",
@@ -335,6 +349,17 @@ class ChildFacts:
     sameip: int
 
 
+@dataclass(eq=False)
+class Worker:
+    """The parent's view of a session child that can take another connection."""
+
+    pid: int
+    chan: socket.socket  # the parent's end of the child's SOCK_SEQPACKET pair
+    generation: int  # the configuration it was forked with (SIGHUP increments)
+    busy: bool = True
+    idle_since: float = 0.0
+
+
 def _addr_text(peer: tuple[Any, ...]) -> str:
     addr = str(peer[0])
     if addr.startswith("::ffff:") and "." in addr:
@@ -435,6 +460,9 @@ class Daemon:
         self.use_v6 = False
         self.load = loadavg.LoadCache(LOADAVG_FILE)
         self.tracker: Any = None  # ratetracker.TrackerServer (policy.md §9.3), made after detach
+        self.workers: dict[int, Worker] = {}  # children that may take another connection
+        self.idle: list[Worker] = []  # waiting for one, oldest first
+        self.generation = 0
         self.log = self._open_log()
 
     # --- options and settings -------------------------------------------
@@ -469,6 +497,14 @@ class Daemon:
     @property
     def max_parallel(self) -> int:
         return int(setting(self.groups[0], "maxparallelconnections", 800))
+
+    @property
+    def child_max_sessions(self) -> int:
+        return max(1, int(setting(self.groups[0], "child-max-sessions", CHILD_MAX_SESSIONS)))
+
+    @property
+    def child_max_idle(self) -> float:
+        return float(setting(self.groups[0], "child-max-idle", CHILD_MAX_IDLE))
 
     @property
     def max_load(self) -> int:
@@ -684,6 +720,8 @@ class Daemon:
             self.selector.register(self.tracker.fileno(), selectors.EVENT_READ, self.tracker)
         for ls in self.listeners:
             self.selector.register(ls.sock, selectors.EVENT_READ, ls)
+        for w in self.workers.values():
+            self.selector.register(w.chan, selectors.EVENT_READ, w)
 
     def loop(self) -> None:
         self._make_selector()
@@ -695,8 +733,11 @@ class Daemon:
                 return
             if self.sig_hup:
                 self.reload()
+            timeout = POLL_SECONDS
+            if self.idle:
+                timeout = min(timeout, self._retire_idle())
             try:
-                events = self.selector.select(POLL_SECONDS)
+                events = self.selector.select(timeout)
             except InterruptedError:
                 continue
             except OSError as e:
@@ -709,6 +750,8 @@ class Daemon:
                     self._drain_pipe()
                 elif key.data is self.tracker:
                     self.tracker.serve()  # answers what is queued, never blocks
+                elif isinstance(key.data, Worker):
+                    self._session_ended(key.data)
                 elif not self.sig_term:
                     self.accept_from(key.data)
 
@@ -787,19 +830,119 @@ class Daemon:
             self.log.note(b"refused %s: load average over %d" % (who, self.max_load))
             self._refuse(conn, loadavg.reply(esc))
             return
+        if self.idle and self._hand_over(conn, ls, kind, key, childcnt, sameip):
+            return
+        self._fork_child(conn, peer, ls, kind, key, childcnt, sameip)
+
+    def _hand_over(
+        self, conn: socket.socket, ls: Listener, kind: str, key: bytes, childcnt: int, sameip: int
+    ) -> bool:
+        """Give the connection to the most recently idle child; False if none took it."""
+        msg = b"%d %d %d" % (self.listeners.index(ls), childcnt, sameip)
+        while self.idle:
+            w = self.idle.pop()  # the newest: its pages are the warmest
+            try:
+                socket.send_fds(w.chan, [msg], [conn.fileno()])
+            except OSError:  # it died or is exiting: the reap collects it
+                self._retire(w)
+                continue
+            w.busy = True
+            self.counts.add(w.pid, kind, key)
+            conn.close()
+            return True
+        return False
+
+    def _fork_child(
+        self,
+        conn: socket.socket,
+        peer: tuple[Any, ...],
+        ls: Listener,
+        kind: str,
+        key: bytes,
+        childcnt: int,
+        sameip: int,
+    ) -> None:
+        chan = mine = None
+        if self.child_max_sessions > 1:
+            try:
+                mine, chan = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            except OSError:
+                mine = chan = None  # this child serves one session only
         try:
             pid = os.fork()
         except OSError as e:
             conn.close()
+            for s in (mine, chan):
+                if s is not None:
+                    s.close()
             argv0 = opt(self.opts, "smtpserver", "argv0", "progname")
             print(f"{argv0}: fork(): {e.strerror}", file=sys.stderr)
             self.log.note(b"fork(): %s" % (e.strerror or "").encode())
             time.sleep(1)
             return
         if pid == 0:
-            self.child(ChildFacts(conn, peer, ls, childcnt, sameip))  # never returns
+            if mine is not None:
+                mine.close()
+            self.child(ChildFacts(conn, peer, ls, childcnt, sameip), chan)  # never returns
         self.counts.add(pid, kind, key)
         conn.close()
+        if mine is not None and chan is not None:
+            chan.close()
+            w = Worker(pid, mine, self.generation)
+            self.workers[pid] = w
+            if self.selector is not None:
+                self.selector.register(mine, selectors.EVENT_READ, w)
+
+    def _session_ended(self, w: Worker) -> None:
+        """A child's end byte (its session is over) or end of file (it is exiting)."""
+        try:
+            data = w.chan.recv(16)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if data != SESSION_DONE:
+            self._retire(w)  # gone or going: waitpid collects the status
+            return
+        self.counts.remove(w.pid)
+        w.busy = False
+        if w.generation != self.generation or self.sig_term:
+            self._retire(w)
+            return
+        w.idle_since = time.monotonic()
+        self.idle.append(w)
+
+    def _retire(self, w: Worker) -> None:
+        """Close the parent's end: an idle child reads end of file and exits."""
+        if self.workers.pop(w.pid, None) is None:
+            return
+        if self.selector is not None:
+            try:
+                self.selector.unregister(w.chan)
+            except (KeyError, ValueError):
+                pass
+        w.chan.close()
+        if not w.busy:
+            try:
+                self.idle.remove(w)
+            except ValueError:
+                pass
+
+    def _retire_idle(self) -> float:
+        """Let children idle for child-max-idle go (the oldest are first); seconds to the next."""
+        max_idle = self.child_max_idle
+        limit = time.monotonic() - max_idle
+        while self.idle and self.idle[0].idle_since <= limit:
+            self._retire(self.idle[0])
+        if not self.idle:
+            return POLL_SECONDS
+        return max(0.05, self.idle[0].idle_since - limit)
+
+    def _retire_all(self) -> None:
+        """SIGHUP, SIGTERM: no child takes another connection."""
+        for w in list(self.workers.values()):
+            if not w.busy:
+                self._retire(w)
 
     def reap(self) -> None:
         """Collect every exited child; log the abnormal ends (§3.6 step 1)."""
@@ -814,6 +957,10 @@ class Daemon:
             if pid <= 0:
                 return
             known = self.counts.remove(pid)
+            w = self.workers.get(pid)
+            if w is not None:
+                self._retire(w)
+                known = True
             text, bad = decode_status(status)
             if bad:
                 self.log.note(
@@ -855,6 +1002,8 @@ class Daemon:
         old_listeners = self.listeners
         self.config = new
         self.groups = config_groups(new)
+        self.generation += 1  # children forked before now finish their session and exit
+        self._retire_all()
         self._rebind(old_listeners)
         gc.collect()
         gc.freeze()
@@ -892,6 +1041,9 @@ class Daemon:
         for ls in self.listeners:
             ls.sock.close()
         self.listeners = []
+        for w in list(self.workers.values()):
+            w.busy = False  # a running session ends; its child then reads end of file
+            self._retire(w)
         if self.selector is not None:
             self.selector.close()
             self.selector = None
@@ -938,11 +1090,14 @@ class Daemon:
 
     # --- the child (§3.7) --------------------------------------------------------
 
-    def child(self, facts: ChildFacts) -> None:
-        """Set up and run one session; always ends with os._exit."""
+    def child(self, facts: ChildFacts, chan: socket.socket | None = None) -> None:
+        """Set up and run sessions (more if ``chan`` brings them); always ends with os._exit."""
         rc = 0
         try:
+            self._child_reset(facts)
             rc = self._child_session(facts)
+            if chan is not None:
+                rc = self._serve_more(chan, rc)
         except SessionDeadline:
             rc = 0
         except SystemExit as e:
@@ -968,8 +1123,11 @@ class Daemon:
             self.selector.close()
             self.selector = None
         for ls in self.listeners:
-            ls.sock.close()
-        self.listeners = []
+            ls.sock.close()  # the Listener objects stay: spec and settings of handed-over sessions
+        for w in self.workers.values():
+            w.chan.close()  # the other children's pairs: their ends must reach EOF without us
+        self.workers = {}
+        self.idle = []
         if self.tracker is not None:
             self.tracker.close()  # the child keeps only its address (ctx.extra["ratetracker"])
         for fd in (self.pipe_r, self.pipe_w):
@@ -991,11 +1149,42 @@ class Daemon:
 
         complete_context(ctx, self.opts, self.zenv)
 
+    def _serve_more(self, chan: socket.socket, rc: int) -> int:
+        """Between sessions: report the end, wait for the parent's next connection.
+
+        End of file (the parent retired us, or died) or an unusable message
+        ends the child.  SIGTERM while idle ends it too.
+        """
+        served = 1
+        limit = self.child_max_sessions
+        while served < limit:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.alarm(0)
+            try:
+                chan.send(SESSION_DONE)
+                proctitle.set_title(None, proctitle.IDLE)  # after the byte: idle = uncounted soon
+                msg, fds, _, _ = socket.recv_fds(chan, 64, 1)
+            except OSError:
+                return rc
+            if not fds:
+                return rc
+            conn = socket.socket(fileno=fds[0])
+            try:
+                li, childcnt, sameip = (int(x) for x in msg.split())
+                ls = self.listeners[li]
+                peer = conn.getpeername()
+            except (ValueError, IndexError, OSError):
+                conn.close()
+                return rc
+            conn.setblocking(True)
+            rc = self._child_session(ChildFacts(conn, peer, ls, childcnt, sameip))
+            served += 1
+        return rc
+
     def _child_session(self, facts: ChildFacts) -> int:
         from . import session as session_mod
         from .stream import SocketTransport
 
-        self._child_reset(facts)
         conn = facts.conn
         ls = facts.listener
         peer_addr = _addr_text(facts.peer)

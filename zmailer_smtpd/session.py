@@ -630,33 +630,39 @@ class Session:
         self.reply_lines(220, None, out)
 
     def _expand220(self, tmpl: bytes) -> bytes:
+        """The greeting's %-tags; a lone % at the end stays, %X and unknown tags are dropped."""
+        if b"%" not in tmpl:
+            return tmpl
         ctx = self.ctx
-        out = bytearray()
-        i = 0
-        while i < len(tmpl):
-            c = tmpl[i : i + 1]
-            if c != b"%" or i + 1 >= len(tmpl):
-                out += c
+        parts = tmpl.split(b"%")
+        out = [parts[0]]
+        i = 1
+        while i < len(parts):
+            p = parts[i]
+            i += 1
+            if not p:
+                if i == len(parts):  # the template ended in a lone %
+                    out.append(b"%")
+                    break
+                out.append(b"%")  # "%%": a literal %, and the text after it is plain
+                out.append(parts[i])
                 i += 1
                 continue
-            t = tmpl[i + 1 : i + 2]
-            i += 2
-            if t == b"%":
-                out += b"%"
-            elif t == b"H":
-                out += ctx.myhostname
+            t = p[:1]
+            if t == b"H":
+                out.append(ctx.myhostname)
             elif t == b"I":
-                out += b"+IDENT" if self.opt_a else b""
+                out.append(b"+IDENT" if self.opt_a else b"")
             elif t == b"i":
-                out += self.rhostaddr
+                out.append(self.rhostaddr)
             elif t == b"p":
-                out += b"%d" % ctx.local_port
+                out.append(b"%d" % ctx.local_port)
             elif t == b"V":
-                out += ctx.version
+                out.append(ctx.version)
             elif t == b"T":
-                out += rfc822_date(ctx.clock())
-            # %X and unknown tags: dropped
-        return bytes(out)
+                out.append(rfc822_date(ctx.clock()))
+            out.append(p[1:])
+        return b"".join(out)
 
     # ------------------------------------------------------------------ command loop (§4.4)
     def one_command(self) -> None:

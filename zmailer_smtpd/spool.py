@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import stat
 import time
@@ -33,6 +34,7 @@ ROUTERDIR = "router"
 FREEZERDIR = "freezer"
 
 _SUFFIXES = ("",) + tuple("abcdefghijklmnopqrstuvwxyz")  # 27 candidates (§3.2)
+_KEYWORD = re.compile(rb"[\x21-\x39\x3b-\x7e]+")  # printable, no blank, no ":"
 _BUFSIZE = 65536
 _SUN_PATH_MAX = 107  # sun_path is 108 bytes with its NUL (§4.4)
 
@@ -329,7 +331,7 @@ class SpoolFile:
 
     def record(self, keyword: bytes, value: bytes | None = None) -> None:
         """Append ``keyword SP value LF`` (§5.2); refuse what would split the line."""
-        if not keyword or any(b <= 0x20 or b >= 0x7F or b == 0x3A for b in keyword):
+        if not _KEYWORD.fullmatch(keyword):
             raise SpoolRecordError(f"bad envelope keyword {keyword!r}")
         line = keyword
         if value is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import select
 import socket
 import time
@@ -23,6 +24,7 @@ OUTBUF = 8192  # output buffer size (§3.12)
 CAP = 8192  # s_gets storage cap (§4.3)
 
 NUL, TAB, LF, CR = 0, 9, 10, 13
+_CLEAN = re.compile(rb"[\t\x20-\x7e]*")  # a line s_gets stores unchanged but for its end
 
 
 class Transport(Protocol):
@@ -199,7 +201,26 @@ class SmtpStream:
         return len(self._in)
 
     def s_gets(self) -> Line:
-        """Read one command line exactly as protocol.md §4.3 specifies."""
+        """Read one command line exactly as protocol.md §4.3 specifies.
+
+        A whole buffered line of printable ASCII (and TAB) is taken in one
+        piece; anything else goes byte by byte through :meth:`_s_gets_bytes`.
+        """
+        buf = self._in
+        if not buf and not self._fill(self.cmd_timeout):
+            return Line(text=b"", n=0, bad=None, last=None, crlf=False, stored=b"")
+        buf = self._in
+        i = buf.find(b"\n", 0, CAP - 2)  # n <= CAP - 2: no cap handling applies
+        if i >= 0:
+            end = i - 1 if i and buf[i - 1] == CR else i
+            if _CLEAN.fullmatch(buf, 0, end):
+                text = bytes(buf[:end])
+                del buf[: i + 1]
+                return Line(text=text, n=i + 1, bad=None, last=LF, crlf=end < i,
+                            stored=text + b"\0" * (i + 1 - end))
+        return self._s_gets_bytes()
+
+    def _s_gets_bytes(self) -> Line:
         stored = bytearray()
         last: int | None = None
         prev: int | None = None

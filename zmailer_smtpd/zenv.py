@@ -53,6 +53,7 @@ class ZEnv:
         self.path = path
         self._data = data
         self._retry = retry
+        self._found: dict[bytes, bytes | None] = {}  # parse_zenv answers for self._data
 
     @classmethod
     def from_bytes(cls, data: bytes, path: str = "<memory>") -> ZEnv:
@@ -81,7 +82,11 @@ class ZEnv:
         key = os.fsencode(name) if isinstance(name, str) else name
         if not key:
             return None
-        return parse_zenv(data, key)
+        try:
+            return self._found[key]
+        except KeyError:
+            value = self._found[key] = parse_zenv(data, key)  # the data never changes once read
+            return value
 
     def file_value(self, name: str) -> str | None:
         """The value in the file (decoded), or None; compiled-in defaults not applied."""

@@ -386,9 +386,14 @@ class PolicySession:
     def _checkaddr_ip(self, packed: bytes) -> bool:
         nbits = len(packed) * 8
         req = set(self._req)
+        assert self.db is not None
+        probe = self.db.get if self._debug is None else None
         for w in range(nbits, -1, -1):
+            key = pdb.ip_key(packed, w)
+            if probe is not None and probe(key) is None:
+                continue  # untraced, a missing key changes nothing the next _resolve keeps
             self._req = set(req)
-            if self._resolve(pdb.ip_key(packed, w)):
+            if self._resolve(key):
                 if self._debug is not None:
                     self._d(f" Results:  {self._results()}")
                 return True
@@ -398,6 +403,8 @@ class PolicySession:
                 if self._debug is not None:
                     self._d(f" Results:  {self._results()}")
                 return True
+        self._req = set(req)
+        self._lastreq = set(req)
         self.values = {}
         self.messages = {}
         self._d(" Address not found.")
