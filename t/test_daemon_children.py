@@ -96,6 +96,37 @@ def test_idle_child_takes_the_next_connection_uncounted(
     assert b"refused" not in d.log_bytes()
 
 
+def fds_without_cloexec(pid: int) -> list[str]:
+    """Descriptors above 2 that a program the child runs would inherit."""
+    out = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        if int(fd) <= 2:
+            continue
+        try:
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                flags = int(f.read().split("flags:")[1].split()[0], 8)
+        except (OSError, IndexError):
+            continue
+        if not flags & 0o2000000:  # O_CLOEXEC
+            out.append(f"{fd} -> {os.readlink(f'/proc/{pid}/fd/{fd}')}")
+    return out
+
+
+def test_handed_over_connection_is_close_on_exec(
+    make_daemon: Callable[..., Daemon],  # noqa: F811
+) -> None:
+    d = make_daemon()
+    d.start()
+    d.started()
+    first, _ = session(d)
+    wait_for(lambda: idle(first), "the child to wait idle")
+    s, pid, _ = greet(d)  # the handed-over connection is open in the child now
+    assert pid == first
+    assert fds_without_cloexec(pid) == []
+    assert talk(s, b"QUIT") == b"221 bye\r\n"
+    s.close()
+
+
 def test_concurrent_sessions_get_their_own_children(make_daemon: Callable[..., Daemon]) -> None:  # noqa: F811
     d = make_daemon()
     d.start()

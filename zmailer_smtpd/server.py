@@ -41,6 +41,7 @@ Differences from 3.0.1, all deliberate (see the manual's DEVIATIONS):
 
 from __future__ import annotations
 
+import array
 import errno
 import gc
 import os
@@ -358,6 +359,20 @@ class Worker:
     generation: int  # the configuration it was forked with (SIGHUP increments)
     busy: bool = True
     idle_since: float = 0.0
+
+
+def _recv_conn(chan: socket.socket) -> tuple[bytes, list[int]]:
+    """One hand-over message and its descriptor, close-on-exec as accept() makes it.
+
+    (socket.recv_fds of 3.11 drops its flags argument, so MSG_CMSG_CLOEXEC
+    would not arrive: helper programs must not inherit the client.)
+    """
+    fds = array.array("i")
+    msg, anc, _, _ = chan.recvmsg(64, socket.CMSG_LEN(fds.itemsize), socket.MSG_CMSG_CLOEXEC)
+    for level, kind, data in anc:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+    return msg, list(fds)
 
 
 def _addr_text(peer: tuple[Any, ...]) -> str:
@@ -1163,7 +1178,7 @@ class Daemon:
             try:
                 chan.send(SESSION_DONE)
                 proctitle.set_title(None, proctitle.IDLE)  # after the byte: idle = uncounted soon
-                msg, fds, _, _ = socket.recv_fds(chan, 64, 1)
+                msg, fds = _recv_conn(chan)
             except OSError:
                 return rc
             if not fds:
