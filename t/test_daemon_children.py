@@ -250,3 +250,16 @@ def test_real_sessions_in_one_child_share_nothing(smtpd: Callable[..., Smtpd]) -
                         + b"Subject: %d\n\nbody %d\n" % (i, i))
     assert len(d.router_files()) == 2
     assert list((d.po / "public").iterdir()) == []
+
+
+def test_idle_children_exit_when_the_daemon_dies(
+    make_daemon: Callable[..., Daemon],  # noqa: F811
+) -> None:
+    d = make_daemon()
+    d.start()
+    parent = d.started()
+    first, _ = session(d)
+    wait_for(lambda: idle(first), "the child to wait idle")
+    os.kill(parent, signal.SIGKILL)  # no clean-up at all: the child reads end of file
+    wait_for(lambda: not pid_alive(parent), "the daemon to die")
+    wait_for(lambda: not pid_alive(first), "the orphaned idle child to exit")
