@@ -82,6 +82,7 @@ CODECS = ("latin-1", "latin_1", "iso-8859-1", "ascii", "us-ascii", "utf-8", "utf
 PRELOAD_TLS = ("tls",)  # 8 MB more to copy per fork: only when some listener may use TLS
 LOADAVG_FILE = "/proc/loadavg"  # -L reads this (tests point it elsewhere)
 HARD_GRACE = 30  # seconds between the soft deadline (read side shut) and _exit
+IDLE_EXIT_SECONDS = 2.0  # SIGTERM: how long to collect idle children after the sessions
 
 MSG_PARALLEL = (
     b"Ask HELP for our contact information.",
@@ -1064,6 +1065,7 @@ class Daemon:
             self.selector = None
         pid = os.getpid()
         self.drain()
+        self._reap_idle_children()
         if self.pidfile is not None:
             self.pidfile.remove()
         self.log.syslog(LOG_INFO, b"killed server.")
@@ -1085,6 +1087,19 @@ class Daemon:
             except (InterruptedError, OSError):
                 pass
             self._drain_pipe()
+
+    def _reap_idle_children(self) -> None:
+        """Idle children read end of file and exit at once: collect them, not leave zombies."""
+        until = time.monotonic() + IDLE_EXIT_SECONDS
+        while time.monotonic() < until:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            except InterruptedError:
+                continue
+            if pid == 0:
+                time.sleep(0.01)
 
     def drain(self) -> None:
         if not self.counts.children:
