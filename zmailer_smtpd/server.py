@@ -960,18 +960,21 @@ class Daemon:
             if not w.busy:
                 self._retire(w)
 
-    def reap(self) -> None:
-        """Collect every exited child; log the abnormal ends (§3.6 step 1)."""
+    def reap(self) -> bool:
+        """Collect every exited child; log the abnormal ends (§3.6 step 1).
+
+        False when no child is left at all.
+        """
         self.sig_chld = False
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return
+                return False
             except InterruptedError:
                 continue
             if pid <= 0:
-                return
+                return True
             known = self.counts.remove(pid)
             w = self.workers.get(pid)
             if w is not None:
@@ -1091,15 +1094,8 @@ class Daemon:
     def _reap_idle_children(self) -> None:
         """Idle children read end of file and exit at once: collect them, not leave zombies."""
         until = time.monotonic() + IDLE_EXIT_SECONDS
-        while time.monotonic() < until:
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            except InterruptedError:
-                continue
-            if pid == 0:
-                time.sleep(0.01)
+        while self.reap() and time.monotonic() < until:
+            time.sleep(0.01)
 
     def drain(self) -> None:
         if not self.counts.children:
