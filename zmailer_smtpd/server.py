@@ -761,6 +761,7 @@ class Daemon:
                     return
                 time.sleep(1)
                 continue
+            listeners = []
             for key, _ in events:
                 if key.data is None:
                     self._drain_pipe()
@@ -768,8 +769,12 @@ class Daemon:
                     self.tracker.serve()  # answers what is queued, never blocks
                 elif isinstance(key.data, Worker):
                     self._session_ended(key.data)
-                elif not self.sig_term:
-                    self.accept_from(key.data)
+                else:
+                    listeners.append(key.data)
+            # after the end bytes: a child that just finished takes the connection, no fork
+            for ls in listeners:
+                if not self.sig_term:
+                    self.accept_from(ls)
 
     def _drain_pipe(self) -> None:
         try:

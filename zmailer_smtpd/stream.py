@@ -85,6 +85,8 @@ class SocketTransport:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         sock.setblocking(False)
+        self._readable = select.poll()  # registered once: a session waits before every read
+        self._readable.register(sock.fileno(), select.POLLIN)
 
     def recv(self, n: int) -> bytes:
         try:
@@ -104,7 +106,8 @@ class SocketTransport:
         return self.sock.fileno()
 
     def wait_readable(self, timeout: float | None) -> bool:
-        return _poll_fd(self.sock.fileno(), select.POLLIN, timeout)
+        ms = None if timeout is None else max(0, int(timeout * 1000))
+        return bool(self._readable.poll(ms))
 
     def wait_writable(self, timeout: float | None) -> bool:
         return _poll_fd(self.sock.fileno(), select.POLLOUT, timeout)
@@ -140,6 +143,7 @@ class SmtpStream:
         deadline: float | None = None,
     ) -> None:
         self.transport = transport
+        self._use(transport)
         self.cmd_timeout = cmd_timeout
         self.data_timeout = data_timeout
         self.write_timeout = write_timeout
@@ -153,14 +157,20 @@ class SmtpStream:
         self.bytes_read = 0
         self.on_send: Callable[[bytes], None] | None = None  # tests/inspection hook
 
+    def _use(self, transport: Transport) -> None:
+        """Look the transport's optional methods up once, not before every read."""
+        self._t_pending: Callable[[], int] | None = getattr(transport, "pending", None)
+        self._t_wait: Callable[[float | None], bool] | None = getattr(
+            transport, "wait_readable", None)
+
     # ---- input -------------------------------------------------------
     def _wait(self, timeout: float | None) -> bool:
         if timeout is not None and self.deadline is not None:
             timeout = max(0.0, min(timeout, self.deadline - self.clock()))
-        pend = getattr(self.transport, "pending", None)
+        pend = self._t_pending
         if pend is not None and pend() > 0:  # TLS: decrypted bytes do not make the fd readable
             return True
-        w = getattr(self.transport, "wait_readable", None)
+        w = self._t_wait
         if w is not None:
             return bool(w(timeout))
         return _poll_fd(self.transport.fileno(), select.POLLIN, timeout)
@@ -293,6 +303,7 @@ class SmtpStream:
         self.flush()
         self.discard_input()
         self.transport = transport
+        self._use(transport)
 
     # ---- output ------------------------------------------------------
     def write(self, data: bytes) -> None:
