@@ -8,6 +8,7 @@ them (spec/README.md "Policy").
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import Iterator
 
 # Key types (first byte after the length byte).
@@ -243,11 +244,16 @@ def db_filename(dbtype: str, path: str, *, reading: bool) -> str:
 
 
 class PolicyDB:
-    """A read-only policy database (one open per session, §3.1)."""
+    """A read-only policy database (one open per session, §3.1).
 
-    def __init__(self, handle: object, filename: str) -> None:
+    ``shared``: the handle belongs to :func:`open_session_db`'s cache and
+    outlives this session; close() then only lets go of it.
+    """
+
+    def __init__(self, handle: object, filename: str, *, shared: bool = False) -> None:
         self._db = handle
         self.filename = filename
+        self.shared = shared
 
     def get(self, key: bytes) -> bytes | None:
         """The value of ``key`` or None."""
@@ -265,7 +271,8 @@ class PolicyDB:
         return out
 
     def close(self) -> None:
-        self._db.close()  # type: ignore[attr-defined]
+        if not self.shared:
+            self._db.close()  # type: ignore[attr-defined]
 
 
 def open_db(dbtype: str | None, path: str | None) -> tuple[PolicyDB | None, int]:
@@ -282,6 +289,49 @@ def open_db(dbtype: str | None, path: str | None) -> tuple[PolicyDB | None, int]
         handle.close()
         return None, 2
     return PolicyDB(handle, fn), 0
+
+
+# file name -> (pid, (dev, inode, mtime, size) when opened, handle): see open_session_db
+_session_handles: dict[str, tuple[int, tuple[int, int, int, int], object]] = {}
+_SESSION_HANDLES_MAX = 4
+
+
+def open_session_db(dbtype: str | None, path: str | None) -> tuple[PolicyDB | None, int]:
+    """open_db for a session, keeping the handle for this process's next sessions.
+
+    A daemon child serves many sessions; opening the database for each cost
+    ~6 % of a session.  The handle is reused only in the process that opened
+    it and while the file is the same one, unchanged (device, inode, mtime,
+    size): zmailer-policy-builder renames a new file into place, so the next
+    session sees a rebuilt policy as it did with one open per session.
+    """
+    if not dbtype or not path or dbtype.lower() not in DBTYPES:
+        return None, 1
+    fn = db_filename(dbtype, path, reading=True)
+    try:
+        st = os.stat(fn)
+    except OSError:
+        return open_db(dbtype, path)  # and its status 2
+    ident = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+    pid = os.getpid()
+    cached = _session_handles.pop(fn, None)
+    if cached is not None:
+        cpid, cident, handle = cached
+        if cpid == pid and cident == ident:
+            _session_handles[fn] = cached
+            return PolicyDB(handle, fn, shared=True), 0
+        if cpid == pid:  # another process's handle (inherited) is not ours to close
+            handle.close()  # type: ignore[attr-defined]
+    db, status = open_db(dbtype, path)
+    if db is not None:
+        db.shared = True
+        while len(_session_handles) >= _SESSION_HANDLES_MAX:  # one per policydb file in use
+            old = next(iter(_session_handles))
+            opid, _, ohandle = _session_handles.pop(old)
+            if opid == pid:
+                ohandle.close()  # type: ignore[attr-defined]
+        _session_handles[fn] = (pid, ident, db._db)
+    return db, status
 
 
 def write_db(dbtype: str, filename: str, records: list[tuple[bytes, bytes]]) -> None:

@@ -182,7 +182,7 @@ def open_policy(
             f"000-Policyinit call starts: submission mode: {int(submission)}, valid whoson: {int(whoson)},"
             f" dbpath: {path or ''}"
         )
-    db, status = pdb.open_db(dbtype, path)
+    db, status = pdb.open_session_db(dbtype, path)
     if debug and dbtype and path and dbtype.lower() in pdb.DBTYPES:
         fn = pdb.db_filename(dbtype, path, reading=True)
         debug(f"000- dbpath is '{path}' dbname is '{fn}'")
