@@ -264,3 +264,27 @@ def test_idle_children_exit_when_the_daemon_dies(
     os.kill(parent, signal.SIGKILL)  # no clean-up at all: the child reads end of file
     wait_for(lambda: not pid_alive(parent), "the daemon to die")
     wait_for(lambda: not pid_alive(first), "the orphaned idle child to exit")
+
+
+def test_a_child_keeps_no_descriptor_of_its_sessions(smtpd: Callable[..., Smtpd]) -> None:  # noqa: F811
+    """Fifty real sessions in one child: its descriptors after the 5th and the 50th match."""
+    d = smtpd()
+
+    def one(i: int) -> None:
+        with smtplib.SMTP("127.0.0.1", d.port, local_hostname="leak.example.net",
+                          timeout=30) as c:
+            assert c.sendmail(f"s{i}@example.net", [f"r{i}@example.org"], b"Subject: x\r\n\r\nx\r\n") == {}
+        d.sessions_done()
+
+    def fds(pid: int) -> list[str]:
+        return sorted(os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd"))
+
+    for i in range(5):
+        one(i)
+    (child,) = child_pids_of(d.pid)
+    before = fds(child)
+    for i in range(5, 50):
+        one(i)
+    assert child_pids_of(d.pid) == [child]
+    assert fds(child) == before
+    assert len(d.router_files()) == 50
