@@ -90,3 +90,24 @@ def test_prime_interface_addresses() -> None:
         assert s.addrs == dnscheck.SelfAddrs(live).addrs
     finally:
         dnscheck.unprime()
+
+
+def test_loopback_nameserver_socket_is_kept_per_process() -> None:
+    """Lookups against a loopback nameserver reuse one socket; a timeout drops it."""
+    dnsresolve._LOOPBACK_SOCKETS.pop(("127.0.0.1", 53), None)
+    r = Resolver.from_param("127.0.0.1:53")
+    assert r.addresses("mx.example.org") == ["203.0.113.25"]
+    pid, first = dnsresolve._LOOPBACK_SOCKETS[("127.0.0.1", 53)]
+    assert r.addresses("a-us.example") == ["203.0.113.25"]
+    assert dnsresolve._LOOPBACK_SOCKETS[("127.0.0.1", 53)] == (pid, first)
+    assert first.fileno() >= 0
+    # nothing listens on port 9: the error is raised and the socket is not kept
+    with pytest.raises(dnsresolve.TempFail):
+        Resolver.from_param("127.0.0.1:9", timeout=0.5).addresses("mx.example.org")
+    assert ("127.0.0.1", 9) not in dnsresolve._LOOPBACK_SOCKETS
+
+
+def test_only_loopback_nameservers_keep_a_socket() -> None:
+    """Elsewhere every query has a new socket, so a new random source port."""
+    assert all(map(dnsresolve.on_loopback, ("127.0.0.1", "127.0.0.53", "::1")))
+    assert not any(map(dnsresolve.on_loopback, ("192.0.2.1", "10.0.0.1", "2001:db8::1", "::")))

@@ -241,10 +241,9 @@ def _udp_exchange(
     qid = int.from_bytes(os.urandom(2), "big")
     wire = _HEADER.pack(qid, dns.flags.RD, 1, 0, 0, 0) + wire_name + struct.pack(
         "!HH", qtype, dns.rdataclass.IN)
-    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
     deadline = time.monotonic() + timeout
-    with socket.socket(fam, socket.SOCK_DGRAM) as s:
-        s.connect((host, port))
+    s, kept = _udp_socket(host, port)
+    try:
         s.send(wire)
         while True:
             left = deadline - time.monotonic()
@@ -265,6 +264,47 @@ def _udp_exchange(
                 continue  # not a DNS message: keep waiting for the answer
             if _answers(r, _name(qname), qtype):
                 return r
+    except BaseException:
+        if kept:  # a late answer or a pending error must not meet the next query
+            _LOOPBACK_SOCKETS.pop((host, port), None)
+            s.close()
+        raise
+    finally:
+        if not kept:
+            s.close()
+
+
+# (host, port) -> (pid, socket): see _udp_socket
+_LOOPBACK_SOCKETS: dict[tuple[str, int], tuple[int, socket.socket]] = {}
+
+
+def on_loopback(host: str) -> bool:
+    """A nameserver address on this host's loopback (answers cannot be forged from outside)."""
+    return host.startswith("127.") or host == "::1"
+
+
+def _udp_socket(host: str, port: int) -> tuple[socket.socket, bool]:
+    """A connected UDP socket to the nameserver; True if it is kept for the next query.
+
+    A new socket (a new random source port) per query, as stub resolvers do,
+    except for a nameserver on loopback, where nobody off the host can forge
+    an answer: a session child then keeps one socket for its lookups.
+    """
+    loopback = on_loopback(host)
+    pid = os.getpid()
+    if loopback:
+        cached = _LOOPBACK_SOCKETS.get((host, port))
+        if cached is not None and cached[0] == pid:
+            return cached[1], True
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.connect((host, port))
+    except OSError:
+        s.close()
+        raise
+    if loopback:
+        _LOOPBACK_SOCKETS[(host, port)] = (pid, s)  # a forked parent's entry is replaced, not closed
+    return s, loopback
 
 
 _QTYPES = {t: dns.rdatatype.RdataType[t] for t in ("A", "AAAA", "PTR", "MX", "TXT")}
