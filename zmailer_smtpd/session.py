@@ -1030,24 +1030,14 @@ class Session:
             self.reply(530, b"5.5.1", R.MSA_MUST_AUTH % a, tarpit=True)
             return
         self.rcpt_count = 0
-        sloppy = self._sloppy()
-        lax = self.strict < 1 or sloppy
-        buf = bytearray(text)
-        p = len(verb)
-        if p < len(buf) and buf[p] == 0x20:
-            p += 1
-        if lax:
-            while p < len(buf) and buf[p] in (0x20, 0x09):
-                p += 1
+        buf, p = self._after_verb(verb, text, lax=self.strict < 1 or self._sloppy())
         if buf[p : p + 5].upper() != b"FROM:":
             self.reply(501, b"5.5.2", R.MAIL_NO_FROM % a, tarpit=True)
             return
-        p += 5
-        res = self._scan_path(buf, p, is_mail=True)
+        res = self._route_path(buf, p + 5, is_mail=True)
         if res is None:
             return
-        addr, p = res
-        addr, note = rfc821.strip_source_route(addr, self._allow_route())
+        addr, note, p = res
         try:
             mp = esmtp.parse_mail(bytes(buf), p, self._features(), self.scan, now=self.ctx.clock())
         except esmtp.ParamError as e:
@@ -1223,6 +1213,29 @@ class Session:
         if mp.ret is not None:
             f.record(b"notaryret", mp.ret)
 
+    @staticmethod
+    def _after_verb(verb: bytes, text: bytes, *, lax: bool) -> tuple[bytearray, int]:
+        """MAIL/RCPT steps 5-6: the line as a buffer and the index after the verb's blank(s)."""
+        buf = bytearray(text)
+        p = len(verb)
+        if p < len(buf) and buf[p] == 0x20:
+            p += 1
+        if lax:
+            while p < len(buf) and buf[p] in (0x20, 0x09):
+                p += 1
+        return buf, p
+
+    def _route_path(
+        self, buf: bytearray, p: int, *, is_mail: bool
+    ) -> tuple[bytes, bytes, int] | None:
+        """The scanned path without a source route unless allowed: (addr, note, end)."""
+        res = self._scan_path(buf, p, is_mail=is_mail)
+        if res is None:
+            return None
+        addr, p = res
+        addr, note = rfc821.strip_source_route(addr, self._allow_route())
+        return addr, note, p
+
     def _scan_path(self, buf: bytearray, p: int, *, is_mail: bool) -> tuple[bytes, int] | None:
         """Steps 7-10 of MAIL / 7-10 of RCPT: find and scan the path; None when refused."""
         a = self.rhostaddr
@@ -1353,22 +1366,14 @@ class Session:
         txn = self.txn
         assert txn is not None
         self.failed_rcpts += 1  # undone on success
-        buf = bytearray(text)
-        p = len(verb)
-        if p < len(buf) and buf[p] == 0x20:
-            p += 1
-        if self.strict < 1:
-            while p < len(buf) and buf[p] in (0x20, 0x09):
-                p += 1
+        buf, p = self._after_verb(verb, text, lax=self.strict < 1)
         if buf[p : p + 3].upper() != b"TO:":
             self.reply(501, b"5.5.2", R.RCPT_NO_TO % bytes(buf[p:]), tarpit=True)
             return
-        p += 3
-        res = self._scan_path(buf, p, is_mail=False)
+        res = self._route_path(buf, p + 3, is_mail=False)
         if res is None:
             return
-        addr, p = res
-        addr, note = rfc821.strip_source_route(addr, self._allow_route())
+        addr, note, p = res
         if not addr:
             self.reply(501, b"5.1.3", R.RCPT_EMPTY, tarpit=True)
             return

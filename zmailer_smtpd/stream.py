@@ -37,7 +37,7 @@ class Transport(Protocol):
     def fileno(self) -> int: ...
 
 
-def _poll_fd(fd: int, events: int, timeout: float | None) -> bool:
+def poll_fd(fd: int, events: int, timeout: float | None) -> bool:
     """poll() one descriptor; True when it is ready (or in error: let I/O tell)."""
     p = select.poll()
     p.register(fd, events)
@@ -73,10 +73,10 @@ class FdTransport:
         return self.infd
 
     def wait_readable(self, timeout: float | None) -> bool:
-        return _poll_fd(self.infd, select.POLLIN, timeout)
+        return poll_fd(self.infd, select.POLLIN, timeout)
 
     def wait_writable(self, timeout: float | None) -> bool:
-        return _poll_fd(self.outfd, select.POLLOUT, timeout)
+        return poll_fd(self.outfd, select.POLLOUT, timeout)
 
 
 class SocketTransport:
@@ -110,7 +110,7 @@ class SocketTransport:
         return bool(self._readable.poll(ms))
 
     def wait_writable(self, timeout: float | None) -> bool:
-        return _poll_fd(self.sock.fileno(), select.POLLOUT, timeout)
+        return poll_fd(self.sock.fileno(), select.POLLOUT, timeout)
 
 
 @dataclass
@@ -173,7 +173,7 @@ class SmtpStream:
         w = self._t_wait
         if w is not None:
             return bool(w(timeout))
-        return _poll_fd(self.transport.fileno(), select.POLLIN, timeout)
+        return poll_fd(self.transport.fileno(), select.POLLIN, timeout)
 
     def _fill(self, timeout: float | None) -> bool:
         """Read more input; False on EOF or timeout (flags set)."""

@@ -53,6 +53,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
 
+from .stream import poll_fd
+
 HANDSHAKE_TIMEOUT = 300.0  # seconds per wait (interfaces.md §4.4)
 READ_TIMEOUT = 1200.0  # command read inactivity (protocol.md §3.12)
 WRITE_TIMEOUT = 300.0  # output progress
@@ -599,9 +601,7 @@ class TLSTransport:
         return True
 
     def wait_writable(self, timeout: float | None) -> bool:
-        p = select.poll()
-        p.register(self.wfd, select.POLLOUT)
-        return bool(p.poll(None if timeout is None else int(timeout * 1000)))
+        return poll_fd(self.wfd, select.POLLOUT, timeout)
 
     def recv(self, n: int) -> bytes:
         while not self._plain and not self._eof:
