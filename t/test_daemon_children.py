@@ -20,9 +20,9 @@ from collections.abc import Callable
 from test_daemon_clients import Smtpd, check_spooled, envelope, rcvd, smtpd  # noqa: F401
 from test_daemon_parent import (
     BASE,
-    IDLE_TITLE,
     Daemon,
     child_pids_of,
+    is_idle,
     make_daemon,  # noqa: F401 - the fixture
     read_reply,
     talk,
@@ -73,14 +73,6 @@ def counted_alone(d: Daemon) -> int:
     return got[0]
 
 
-def idle(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().startswith(IDLE_TITLE)
-    except OSError:
-        return False
-
-
 def test_idle_child_takes_the_next_connection_uncounted(
     make_daemon: Callable[..., Daemon],  # noqa: F811
 ) -> None:
@@ -89,7 +81,7 @@ def test_idle_child_takes_the_next_connection_uncounted(
     parent = d.started()
     first, banner = session(d)
     assert banner.startswith(b"220 stand-in sameip=0 childs=1 ")
-    wait_for(lambda: idle(first), "the child to wait idle")
+    wait_for(lambda: is_idle(first), "the child to wait idle")
     assert child_pids_of(parent) == [first]
     # the same child, and the ended session no longer counts against MaxSameIpSource 1
     assert counted_alone(d) == first
@@ -119,7 +111,7 @@ def test_handed_over_connection_is_close_on_exec(
     d.start()
     d.started()
     first, _ = session(d)
-    wait_for(lambda: idle(first), "the child to wait idle")
+    wait_for(lambda: is_idle(first), "the child to wait idle")
     s, pid, _ = greet(d)  # the handed-over connection is open in the child now
     assert pid == first
     assert fds_without_cloexec(pid) == []
@@ -132,7 +124,7 @@ def test_concurrent_sessions_get_their_own_children(make_daemon: Callable[..., D
     d.start()
     d.started()
     first, _ = session(d)
-    wait_for(lambda: idle(first), "the child to wait idle")
+    wait_for(lambda: is_idle(first), "the child to wait idle")
     a, pa, ba = greet(d)
     b, pb, bb = greet(d)
     assert pa == first and pb != pa  # the idle one, then a new fork
@@ -156,7 +148,7 @@ def test_child_exits_after_child_max_sessions(make_daemon: Callable[..., Daemon]
     d.start()
     d.started()
     first, _ = session(d)
-    wait_for(lambda: idle(first), "the child to wait idle")
+    wait_for(lambda: is_idle(first), "the child to wait idle")
     assert session(d)[0] == first
     wait_for(lambda: not pid_alive(first), "the child to exit after 2 sessions")
     assert session(d)[0] != first
@@ -178,11 +170,11 @@ def test_sighup_retires_idle_and_busy_children(make_daemon: Callable[..., Daemon
     d.start()
     parent = d.started()
     idle_one, _ = session(d)
-    wait_for(lambda: idle(idle_one), "the child to wait idle")
+    wait_for(lambda: is_idle(idle_one), "the child to wait idle")
     busy, busy_pid, _ = greet(d)
     assert busy_pid == idle_one
     spare, _ = session(d)  # a second child, idle when the signal comes
-    wait_for(lambda: idle(spare), "the second child to wait idle")
+    wait_for(lambda: is_idle(spare), "the second child to wait idle")
     os.kill(parent, signal.SIGHUP)
     d.wait_log(b"SIGHUP: configuration re-read")
     wait_for(lambda: not pid_alive(spare), "the idle child to exit on SIGHUP")
@@ -199,7 +191,7 @@ def test_idle_child_killed_costs_no_connection(make_daemon: Callable[..., Daemon
     d.start()
     parent = d.started()
     first, _ = session(d)
-    wait_for(lambda: idle(first), "the child to wait idle")
+    wait_for(lambda: is_idle(first), "the child to wait idle")
     os.kill(first, signal.SIGKILL)
     d.wait_log(b"child %d killed by signal 9 (SIGKILL)" % first)
     assert counted_alone(d) != first  # a new fork serves; the limit counts right
@@ -211,7 +203,7 @@ def test_sigterm_ends_idle_children(make_daemon: Callable[..., Daemon]) -> None:
     d.start()
     parent = d.started()
     first, _ = session(d)
-    wait_for(lambda: idle(first), "the child to wait idle")
+    wait_for(lambda: is_idle(first), "the child to wait idle")
     os.kill(parent, signal.SIGTERM)
     wait_for(lambda: not pid_alive(parent), "the daemon to exit")
     # the daemon collected its child before it exited: no zombie is left to init
@@ -260,7 +252,7 @@ def test_idle_children_exit_when_the_daemon_dies(
     d.start()
     parent = d.started()
     first, _ = session(d)
-    wait_for(lambda: idle(first), "the child to wait idle")
+    wait_for(lambda: is_idle(first), "the child to wait idle")
     os.kill(parent, signal.SIGKILL)  # no clean-up at all: the child reads end of file
     wait_for(lambda: not pid_alive(parent), "the daemon to die")
     wait_for(lambda: not pid_alive(first), "the orphaned idle child to exit")

@@ -198,17 +198,17 @@ def child_pids_of(pid: int) -> list[int]:
 IDLE_TITLE = b"smtpserver: idle session child"
 
 
+def is_idle(pid: int) -> bool:
+    """Whether a session child waits between sessions (proctitle.IDLE)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().startswith(IDLE_TITLE)
+    except OSError:
+        return False
+
+
 def session_pids_of(pid: int) -> list[int]:
-    """Children of ``pid`` that are not idle between sessions (proctitle.IDLE)."""
-    out = []
-    for c in child_pids_of(pid):
-        try:
-            if Path(f"/proc/{c}/cmdline").read_bytes().startswith(IDLE_TITLE):
-                continue
-        except OSError:
-            continue
-        out.append(c)
-    return out
+    """Children of ``pid`` that are not idle between sessions."""
+    return [c for c in child_pids_of(pid) if not is_idle(c)]
 
 
 BASE = "PARAM BindSmtp [127.0.0.1] PORT\n*  ve\n"

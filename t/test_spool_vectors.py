@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 from spoolutil import (
+    V2_RAW_BARE,
+    V2_RAW_END,
+    V2_RAW_HEAD,
+    V2_STORED_HEAD,
     NotifySocket,
     listing,
     make_postoffice,
@@ -118,49 +122,8 @@ Hello
 """)
 
 
-V2_RAW = (
-    b"From alice Mon Jan  1 00:00:00 2024\r\n"
-    b"Received: from x by y;\r\n"
-    b"  Mon, 1 Jan 2024 00:00:00 +0000\r\n"
-    b"Precedence: bulk\r\n"
-    b"Subject: caf\xc3\xa9\r\n"
-    b"\r\n"
-    b".leading dot\r\n"
-    b"bare\nLF line\r\n"
-    b"lone\rCR\r\n"
-    b"end-with-cr\r\r\n"
-    b"\r\n"
-    b".\r\n"
-)
-
-V2_FILE = (
-    b"external\n"
-    b'rcvdfrom localhost ([127.0.0.1]:<rport> "EHLO [127.0.0.1]" rhost-flags-OK-OK-OK-FAIL)\n'
-    b'comment localhost [127.0.0.1]:<rport> "EHLO [127.0.0.1]" smtp-auth: <none> TLS-CIPHER: <none> TLS-PEER: <none> rhost-flags-OK-OK-OK-FAIL)\n'
-    b"bodytype 8BITMIME\n"
-    b"with ESMTP\n"
-    b"channel error\n"
-    b"envid QQ+2B123\n"
-    b"notaryret hdrs\n"
-    b"todsn NOTIFY=success,failure ORCPT=rfc822;Bob+40example.net INRCPT=rfc822;bob@example.net INFROM=rfc822;\n"
-    b"to <bob@example.net>\n"
-    b'todsn NOTIFY=FAILURE,DELAY ORCPT=rfc822;"carol+20smith"@example.net INRCPT=rfc822;"carol+20smith"@example.net INFROM=rfc822;\n'
-    b'to <"carol smith"@example.net>\n'
-    b"todsn NOTIFY=NEVER ORCPT=rfc822;dave@example.net INRCPT=rfc822;dave@example.net INFROM=rfc822;\n"
-    b"to <dave@example.net>\n"
-    b"env-end\n"
-    b"Received: from x by y;\n"
-    b"  Mon, 1 Jan 2024 00:00:00 +0000\n"
-    b"Precedence: bulk\n"
-    b"Subject: caf\xc3\xa9\n"
-    b"\n"
-    b"leading dot\n"
-    b"bare\n"
-    b"LF line\n"
-    b"lone\rCR\n"
-    b"end-with-cr\r\n"
-    b"\n"
-)
+V2_RAW = V2_RAW_HEAD + V2_RAW_BARE + V2_RAW_END
+V2_FILE = V2_STORED_HEAD + b"bare\nLF line\nlone\rCR\nend-with-cr\r\n\n"
 
 
 def v2_envelope(sf: SpoolFile) -> None:
