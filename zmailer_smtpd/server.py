@@ -358,7 +358,6 @@ class Worker:
     pid: int
     chan: socket.socket  # the parent's end of the child's SOCK_SEQPACKET pair
     generation: int  # the configuration it was forked with (SIGHUP increments)
-    busy: bool = True
     idle_since: float = 0.0
 
 
@@ -867,7 +866,6 @@ class Daemon:
             except OSError:  # it died or is exiting: the reap collects it
                 self._retire(w)
                 continue
-            w.busy = True
             self.counts.add(w.pid, kind, key)
             conn.close()
             return True
@@ -926,7 +924,6 @@ class Daemon:
             self._retire(w)  # gone or going: waitpid collects the status
             return
         self.counts.remove(w.pid)
-        w.busy = False
         if w.generation != self.generation or self.sig_term:
             self._retire(w)
             return
@@ -943,11 +940,8 @@ class Daemon:
             except (KeyError, ValueError):
                 pass
         w.chan.close()
-        if not w.busy:
-            try:
-                self.idle.remove(w)
-            except ValueError:
-                pass
+        if w in self.idle:
+            self.idle.remove(w)
 
     def _retire_idle(self) -> float:
         """Let children idle for child-max-idle go (the oldest are first); seconds to the next."""
@@ -960,10 +954,9 @@ class Daemon:
         return max(0.05, self.idle[0].idle_since - limit)
 
     def _retire_all(self) -> None:
-        """SIGHUP, SIGTERM: no child takes another connection."""
-        for w in list(self.workers.values()):
-            if not w.busy:
-                self._retire(w)
+        """SIGHUP: the idle children go now, the busy ones at their end byte (generation)."""
+        for w in list(self.idle):
+            self._retire(w)
 
     def reap(self) -> bool:
         """Collect every exited child; log the abnormal ends (§3.6 step 1).
@@ -1066,7 +1059,7 @@ class Daemon:
             ls.sock.close()
         self.listeners = []
         for w in list(self.workers.values()):
-            w.busy = False  # a running session ends; its child then reads end of file
+            # a running session ends first; its child then reads end of file
             self._retire(w)
         if self.selector is not None:
             self.selector.close()
