@@ -111,3 +111,12 @@ def test_only_loopback_nameservers_keep_a_socket() -> None:
     """Elsewhere every query has a new socket, so a new random source port."""
     assert all(map(dnsresolve.on_loopback, ("127.0.0.1", "127.0.0.53", "::1")))
     assert not any(map(dnsresolve.on_loopback, ("192.0.2.1", "10.0.0.1", "2001:db8::1", "::")))
+
+
+def test_plain_names_are_packed_as_dnspython_packs_them() -> None:
+    for name in ("localhost", "1.0.0.127.in-addr.arpa.", "mx.example.com", "a_b-c.x.",
+                 "zen.spamhaus.org", "x" * 63 + ".com"):
+        want = dns.name.from_text(name if name.endswith(".") else name + ".").to_wire()
+        assert dnsresolve._plain_wire_name(name) == want, name
+    for name in ("", ".", "a..b", "x" * 64, "\u00e4.com", "a\\.b", "a b"):
+        assert dnsresolve._plain_wire_name(name) is None, name  # dnspython decides

@@ -215,6 +215,13 @@ def test_custom_greeting_tags(h: Harness) -> None:
     )
 
 
+def test_greeting_tag_edges(h: Harness) -> None:
+    """%% is a literal % (the letter after it stays plain), a lone final % stays, %X goes."""
+    h.config_text += b"PARAM hdr220 a%%H b%%%p%X c%\n"
+    r = h.run(*cmds("QUIT"))
+    assert r.output.split(b"\r\n")[0] == b"220 a%H b%25 c%"
+
+
 def test_lmtp_interactive(h: Harness) -> None:
     h.mode, h.network, h.config_text = "interactive", False, b""
     h.values["lmtp-mode"] = True

@@ -154,3 +154,49 @@ def test_read_timeout_ends_like_eof() -> None:
     finally:
         a.close()
         b.close()
+
+
+class _Chunks:
+    """Input delivered ``size`` bytes per recv, then end of file."""
+
+    def __init__(self, data: bytes, size: int) -> None:
+        self.data, self.size = data, size
+
+    def wait_readable(self, timeout: float | None) -> bool:
+        return True
+
+    def recv(self, n: int) -> bytes:
+        k = min(n, self.size)
+        out, self.data = self.data[:k], self.data[k:]
+        return out
+
+    def send(self, data: bytes) -> int:
+        return len(data)
+
+    def fileno(self) -> int:
+        return -1
+
+
+def _lines(data: bytes, size: int, whole_lines: bool) -> list[object]:
+    st = SmtpStream(_Chunks(data, size))  # type: ignore[arg-type]
+    out: list[object] = []
+    while True:
+        line = st.s_gets() if whole_lines else st._s_gets_bytes()
+        out.append(line)
+        if line.n == 0:
+            return out
+
+
+def test_whole_line_path_equals_the_byte_machine() -> None:
+    """s_gets takes a clean buffered line in one step: every Line must be the byte loop's."""
+    import random
+
+    rnd = random.Random(1)
+    alphabet = [b"A", b" ", b"\r", b"\n", b"\t", b"\0", b"\x80", b"\x7f", b"\x01", b"."]
+    for trial in range(3000):
+        data = b"".join(rnd.choices(alphabet, k=rnd.randint(0, 40)))
+        if trial % 100 == 0:  # around the storage cap
+            data += (b"x" * rnd.choice([CAP - 4, CAP - 3, CAP - 2, CAP - 1, CAP, CAP + 5])
+                     + rnd.choice([b"\r\n", b"\n", b""]) + b"QUIT\r\n")
+        size = rnd.choice([1, 3, 7, 100, 65536])
+        assert _lines(data, size, True) == _lines(data, size, False), (data[:60], size)
