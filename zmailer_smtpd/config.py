@@ -212,6 +212,11 @@ def _default(param: P.Param) -> Any:
     return param.default
 
 
+# spelling -> (canonical name, global?, negation?) of the plain settings get() has
+# resolved; sessions ask ~30 of them each, always by the same few spellings
+_PLAIN: dict[str, tuple[str, bool, bool]] = {}
+
+
 class Settings:
     """The PARAM values one session sees: its group's values plus the globals."""
 
@@ -270,6 +275,11 @@ class Settings:
 
     def get(self, name: str) -> Any:
         """The value of a setting by canonical name or any spelling (KeyError if none)."""
+        plain = _PLAIN.get(name)
+        if plain is not None:  # a spelling seen before: straight to the live dict
+            canon, glob, negated = plain
+            val = (self._globals if glob else self._values)[canon]
+            return (not val) if negated else val
         key = name.lower()
         if key == "binds":
             return list(self._values["binds"])
@@ -284,7 +294,9 @@ class Settings:
             return [b for b in self._values["binds"] if b.kind == kind]
         if param.syntax == P.NEWGROUP:
             return self.index
-        val = (self._globals if param.scope == P.GLOBAL else self._values)[param.name]
+        glob = param.scope == P.GLOBAL
+        val = (self._globals if glob else self._values)[param.name]
+        _PLAIN[name] = (param.name, glob, negated)
         return (not val) if negated else val
 
     __getitem__ = get

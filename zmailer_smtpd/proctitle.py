@@ -33,7 +33,10 @@ def _text(value: bytes | str) -> str:
 
 def title_text(rhostname: bytes | str, text: bytes | str) -> str:
     """The title ``<rhostname text`` with control characters (and DEL) as '?'."""
-    return _CONTROL.sub("?", "<" + _text(rhostname) + " " + _text(text))
+    title = "<" + _text(rhostname) + " " + _text(text)
+    if title.isascii() and title.isprintable():  # the usual command line: nothing to replace
+        return title
+    return _CONTROL.sub("?", title)
 
 
 def set_title(rhostname: bytes | str | None, text: bytes | str) -> None:

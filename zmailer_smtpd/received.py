@@ -9,6 +9,7 @@ returned without the record keyword (SpoolFile.record() adds it and the SP).
 from __future__ import annotations
 
 import ipaddress
+import socket
 from dataclasses import dataclass
 
 NONE = b"<none>"
@@ -64,6 +65,12 @@ def rhostaddr_text(addr: str | None) -> bytes:
     """``[a.b.c.d]`` / ``[IPv6:...]``, empty when there is no peer address (``-i``)."""
     if not addr:
         return b""
+    if ":" not in addr:  # the usual IPv4 peer: no ipaddress object needed
+        try:
+            return b"[" + socket.inet_ntop(socket.AF_INET, socket.inet_pton(
+                socket.AF_INET, addr)).encode() + b"]"
+        except OSError:
+            pass
     try:
         ip = ipaddress.ip_address(addr)
     except ValueError:

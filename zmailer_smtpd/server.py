@@ -66,6 +66,7 @@ DEFAULT_PORTS = {SMTP: 25, SMTPS: 465, SUBMIT: 587}
 DEFAULT_POSTOFFICE = "/var/spool/postoffice"
 POLL_SECONDS = 10.0  # §3.6 step 2
 ACCEPT_BATCH = 64  # accepts per readiness event, so one busy listener cannot starve the rest
+FORK_WAIT = 0.002  # all children busy: how long a new connection waits for one before a fork
 DRAIN_SECONDS = 30.0  # SIGTERM: how long running sessions may go on
 DRAIN_TERM_SECONDS = 10.0  # after SIGTERM to the children, how long to wait for them
 SESSION_TIMEOUT = 3600  # default overall session deadline (PARAM session-timeout)
@@ -361,6 +362,21 @@ class Worker:
     idle_since: float = 0.0
 
 
+@dataclass(eq=False)
+class Waiting:
+    """An accepted, counted connection waiting (FORK_WAIT at most) for a child to go idle."""
+
+    token: int  # its key in Counts.children until a child has it: negative, never a pid
+    conn: socket.socket
+    peer: tuple[Any, ...]
+    listener: Listener
+    kind: str
+    key: bytes
+    childcnt: int
+    sameip: int
+    until: float
+
+
 def _recv_conn(chan: socket.socket) -> tuple[bytes, list[int]]:
     """One hand-over message and its descriptor, close-on-exec as accept() makes it.
 
@@ -477,6 +493,8 @@ class Daemon:
         self.tracker: Any = None  # ratetracker.TrackerServer (policy.md §9.3), made after detach
         self.workers: dict[int, Worker] = {}  # children that may take another connection
         self.idle: list[Worker] = []  # waiting for one, oldest first
+        self.waiting: list[Waiting] = []  # connections waiting for an idle child, oldest first
+        self._token = 0
         self.generation = 0
         self.log = self._open_log()
 
@@ -751,6 +769,8 @@ class Daemon:
             timeout = POLL_SECONDS
             if self.idle:
                 timeout = min(timeout, self._retire_idle())
+            if self.waiting:
+                timeout = min(timeout, max(0.0, self.waiting[0].until - time.monotonic()))
             try:
                 events = self.selector.select(timeout)
             except InterruptedError:
@@ -771,6 +791,7 @@ class Daemon:
                 else:
                     listeners.append(key.data)
             # after the end bytes: a child that just finished takes the connection, no fork
+            self._serve_waiting()
             for ls in listeners:
                 if not self.sig_term:
                     self.accept_from(ls)
@@ -850,15 +871,64 @@ class Daemon:
             self.log.note(b"refused %s: load average over %d" % (who, self.max_load))
             self._refuse(conn, loadavg.reply(esc))
             return
-        if self.idle and self._hand_over(conn, ls, kind, key, childcnt, sameip):
+        if self.idle and self._hand_over(conn, peer, ls, kind, key, childcnt, sameip):
+            return
+        if self._may_wait():
+            self._token -= 1
+            self.counts.add(self._token, kind, key)  # counted from now on, like a forked one
+            self.waiting.append(Waiting(self._token, conn, peer, ls, kind, key, childcnt, sameip,
+                                        time.monotonic() + FORK_WAIT))
             return
         self._fork_child(conn, peer, ls, kind, key, childcnt, sameip)
 
+    def _may_wait(self) -> bool:
+        """Whether a new connection should wait a moment for a busy child to finish.
+
+        A fork costs far more than a session, and new children are slow at
+        first: forking for every connection that finds all children busy
+        snowballs into dozens of children under a burst.  So a connection
+        waits up to FORK_WAIT, but only while there are busy children that may
+        still take more sessions, more of them than connections waiting.
+        """
+        if self.child_max_sessions <= 1:
+            return False
+        busy = len(self.workers) - len(self.idle)
+        return busy > len(self.waiting)
+
+    def _serve_waiting(self) -> None:
+        """Waiting connections go to idle children, oldest first; one waited enough gets a fork."""
+        if not self.waiting or self.sig_term:  # SIGTERM: shutdown() closes them
+            return
+        now = time.monotonic()
+        while self.waiting:
+            p = self.waiting[0]
+            if not self.idle and p.until > now:
+                return
+            del self.waiting[0]
+            self.counts.remove(p.token)
+            if self.idle and self._hand_over(p.conn, p.peer, p.listener, p.kind, p.key,
+                                             p.childcnt, p.sameip):
+                continue
+            self._fork_child(p.conn, p.peer, p.listener, p.kind, p.key, p.childcnt, p.sameip)
+
+    def _drop_waiting(self) -> None:
+        """Shutdown: waiting connections are closed, as the listen queue's are."""
+        for p in self.waiting:
+            self.counts.remove(p.token)
+            p.conn.close()
+        self.waiting = []
+
     def _hand_over(
-        self, conn: socket.socket, ls: Listener, kind: str, key: bytes, childcnt: int, sameip: int
+        self, conn: socket.socket, peer: tuple[Any, ...], ls: Listener, kind: str, key: bytes,
+        childcnt: int, sameip: int,
     ) -> bool:
-        """Give the connection to the most recently idle child; False if none took it."""
-        msg = b"%d %d %d" % (self.listeners.index(ls), childcnt, sameip)
+        """Give the connection to the most recently idle child; False if none took it.
+
+        The message names the listener, the counts and the peer address (what
+        accept() told us: the child need not ask the socket again).
+        """
+        msg = b"%d %d %d %s %d" % (self.listeners.index(ls), childcnt, sameip,
+                                   str(peer[0]).encode(), int(peer[1]))
         while self.idle:
             w = self.idle.pop()  # the newest: its pages are the warmest
             try:
@@ -1058,6 +1128,7 @@ class Daemon:
         for ls in self.listeners:
             ls.sock.close()
         self.listeners = []
+        self._drop_waiting()
         for w in list(self.workers.values()):
             # a running session ends first; its child then reads end of file
             self._retire(w)
@@ -1152,6 +1223,9 @@ class Daemon:
             w.chan.close()  # the other children's pairs: their ends must reach EOF without us
         self.workers = {}
         self.idle = []
+        for p in self.waiting:
+            p.conn.close()  # the parent's: another child gets them
+        self.waiting = []
         if self.tracker is not None:
             self.tracker.close()  # the child keeps only its address (ctx.extra["ratetracker"])
         for fd in (self.pipe_r, self.pipe_w):
@@ -1192,14 +1266,16 @@ class Daemon:
                 return rc
             if not fds:
                 return rc
-            conn = socket.socket(fileno=fds[0])
             try:
-                li, childcnt, sameip = (int(x) for x in msg.split())
+                words = msg.split()
+                li, childcnt, sameip, port = (int(words[i]) for i in (0, 1, 2, 4))
                 ls = self.listeners[li]
-                peer = conn.getpeername()
-            except (ValueError, IndexError, OSError):
-                conn.close()
+                peer = (words[3].decode(), port)
+            except (ValueError, IndexError, UnicodeError):
+                os.close(fds[0])
                 return rc
+            # family and type given: socket() need not ask the kernel for them
+            conn = socket.socket(ls.spec.family, socket.SOCK_STREAM, 0, fileno=fds[0])
             conn.setblocking(True)
             rc = self._child_session(ChildFacts(conn, peer, ls, childcnt, sameip))
             served += 1

@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from zmailer_smtpd import esmtp, loadavg, rfc821
+from zmailer_smtpd import esmtp, loadavg, proctitle, rfc821
 from zmailer_smtpd import replies as R
 from zmailer_smtpd.sessionlog import LOG_EMERG, LOG_ERR, LOG_INFO, LOG_WARNING, rfc822_date
 from zmailer_smtpd.spool import SpoolError
@@ -150,6 +151,14 @@ VERBS: tuple[tuple[bytes, str], ...] = (
     (b"Z-REPORT", "REPORT"), (b"550", "SILENT"),
 )
 VERB_MAP = dict(VERBS)
+# handler -> the Session method that serves it
+METHODS = {h: "smtp_" + h.lower().replace("-", "_") for _, h in VERBS}
+# verbs a PARAM can switch off, and the PARAM (its default: True for the "-ok" ones)
+GATES = {
+    "DEBUG": "debugcmd", "EXPN": "expncmd", "VRFY": "vrfycmd", "EHLO": "ehlo-ok",
+    "ETRN": "etrn-ok", "AUTH": "smtp-auth", "BDAT": "chunking-ok",
+}
+_VERB = re.compile(rb"[^ \t]*")  # the verb: everything before the first blank
 
 
 @dataclass
@@ -719,8 +728,6 @@ class Session:
                 self.stream.write(text + b"\n")
         if self.network and self.ctx.mode != "interactive" and self.ctx.proctitles:
             try:
-                from zmailer_smtpd import proctitle
-
                 proctitle.command(self.rhostname, text)
             except Exception:
                 pass
@@ -735,12 +742,7 @@ class Session:
             self.ended = True
 
     def _verb_of(self, text: bytes) -> tuple[bytes, str | None]:
-        end = len(text)
-        for i, c in enumerate(text):
-            if c in (0x20, 0x09):
-                end = i
-                break
-        verb = text[:end]
+        verb = _VERB.match(text).group()  # type: ignore[union-attr]  # [^ \t]* always matches
         if len(verb) > 8:
             return verb, None
         handler = VERB_MAP.get(verb.upper())
@@ -750,11 +752,7 @@ class Session:
             return verb, None
         if handler in ("HELO", "EHLO") and self.lmtp:
             return verb, None
-        gates = {
-            "DEBUG": "debugcmd", "EXPN": "expncmd", "VRFY": "vrfycmd", "EHLO": "ehlo-ok",
-            "ETRN": "etrn-ok", "AUTH": "smtp-auth", "BDAT": "chunking-ok",
-        }
-        g = gates.get(handler)
+        g = GATES.get(handler)
         if g is not None:
             default = g.endswith("-ok")
             if not self.get(g, default):
@@ -796,7 +794,7 @@ class Session:
             if gate is not None and not trusted:  # trusted MAIL: smtp_mail's own 530 5.5.1 (state first)
                 self.reply(gate[0], gate[1], gate[2])
                 return
-        getattr(self, "smtp_" + handler.lower().replace("-", "_"))(verb, text, line)
+        getattr(self, METHODS[handler])(verb, text, line)
 
     def unknown(self, text: bytes) -> None:
         """Unknown or disabled verb (§4.4 step 8, §4.11)."""
@@ -1816,8 +1814,6 @@ class Session:
         if not self.network or self.ctx.mode == "interactive" or not self.ctx.proctitles:
             return
         try:
-            from zmailer_smtpd import proctitle
-
             if kind == "data":
                 proctitle.data_done(self.rhostname, size)
             else:

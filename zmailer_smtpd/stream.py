@@ -109,6 +109,10 @@ class SocketTransport:
         ms = None if timeout is None else max(0, int(timeout * 1000))
         return bool(self._readable.poll(ms))
 
+    def readable_now(self) -> bool:
+        """Input (or EOF) waiting at once: the pipelining test after every command."""
+        return bool(self._readable.poll(0))
+
     def wait_writable(self, timeout: float | None) -> bool:
         return poll_fd(self.sock.fileno(), select.POLLOUT, timeout)
 
@@ -162,6 +166,7 @@ class SmtpStream:
         self._t_pending: Callable[[], int] | None = getattr(transport, "pending", None)
         self._t_wait: Callable[[float | None], bool] | None = getattr(
             transport, "wait_readable", None)
+        self._t_now: Callable[[], bool] | None = getattr(transport, "readable_now", None)
 
     # ---- input -------------------------------------------------------
     def _wait(self, timeout: float | None) -> bool:
@@ -207,7 +212,9 @@ class SmtpStream:
         A readable EOF with nothing buffered counts as no input (§10 notes).
         """
         if not self._in and not self.eof:
-            self._fill(0)
+            now = self._t_now
+            if now is None or now():  # nothing waiting: no _fill() needed to find that out
+                self._fill(0)
         return len(self._in)
 
     def s_gets(self) -> Line:

@@ -54,6 +54,7 @@ class ZEnv:
         self._data = data
         self._retry = retry
         self._found: dict[bytes, bytes | None] = {}  # parse_zenv answers for self._data
+        self._text: dict[str, str | None] = {}  # file_value answers, decoded
 
     @classmethod
     def from_bytes(cls, data: bytes, path: str = "<memory>") -> ZEnv:
@@ -90,8 +91,14 @@ class ZEnv:
 
     def file_value(self, name: str) -> str | None:
         """The value in the file (decoded), or None; compiled-in defaults not applied."""
-        raw = self.file_bytes(name)
-        return None if raw is None else os.fsdecode(raw)
+        try:
+            return self._text[name]
+        except KeyError:
+            raw = self.file_bytes(name)
+            if self._data is None:  # not read (yet): a later call may still find the file
+                return None if raw is None else os.fsdecode(raw)
+            value = self._text[name] = None if raw is None else os.fsdecode(raw)
+            return value
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The file value, else the compiled-in default of spool.md §1.3, else `default`."""

@@ -7,9 +7,10 @@ them (spec/README.md "Policy").
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 # Key types (first byte after the length byte).
 K_IPV4 = 1
@@ -110,6 +111,24 @@ def ip_key(packed: bytes, width: int) -> bytes:
     if n == 4:
         return bytes([7, K_IPV4]) + masked + bytes([width])
     return bytes([19, K_IPV6]) + masked + bytes([width])
+
+
+_WIDTH = tuple(bytes((w,)) for w in range(129))
+
+
+@functools.lru_cache(maxsize=256)
+def ip_walk(packed: bytes) -> tuple[bytes, ...]:
+    """``ip_key(packed, w)`` for w from the full width down to 0 (the §4.3 walk).
+
+    Built once per client address: a session walks it at connect time, and
+    the same clients come back.
+    """
+    n = len(packed)
+    bits = n * 8
+    head = bytes([7, K_IPV4]) if n == 4 else bytes([19, K_IPV6])
+    val = int.from_bytes(packed, "big")
+    return tuple(head + ((val >> s) << s).to_bytes(n, "big") + _WIDTH[bits - s]
+                 for s in range(bits + 1))
 
 
 def string_key(ktype: int, s: bytes) -> bytes:
@@ -254,6 +273,7 @@ class PolicyDB:
         self._db = handle
         self.filename = filename
         self.shared = shared
+        self.probe: Callable[[bytes], bytes | None] = handle.get  # type: ignore[attr-defined]
 
     def get(self, key: bytes) -> bytes | None:
         """The value of ``key`` or None."""

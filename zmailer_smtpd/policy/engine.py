@@ -37,6 +37,7 @@ whole lines such as ``"000- Key: 7/IPv4/192.0.2.0/24"``; DNS notes also go to
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Callable
@@ -81,6 +82,15 @@ NUMERIC = (A_MAXINSIZE, A_MAXOUTSIZE, A_MAXSAMEIPSOURCE)
 # Policy messages (the {MSG} of policy.md §6 replies; session.py renders the replies)
 GO_AWAY = b"You are on our reject-IP-address -list, GO AWAY!"
 BLACKHOLED = b"Your network address is blackholed in our static tables"
+
+
+@functools.lru_cache(maxsize=256)
+def _client_ip(ip: str) -> tuple[bytes, str, bool]:
+    """(packed, text, IPv4?) of a client address; v4-mapped IPv6 counts as its IPv4 address."""
+    a = ipaddress.ip_address(ip)
+    if isinstance(a, ipaddress.IPv6Address) and a.ipv4_mapped is not None:
+        a = a.ipv4_mapped
+    return a.packed, str(a), isinstance(a, ipaddress.IPv4Address)
 
 
 @dataclass
@@ -387,9 +397,8 @@ class PolicySession:
         nbits = len(packed) * 8
         req = set(self._req)
         assert self.db is not None
-        probe = self.db.get if self._debug is None else None
-        for w in range(nbits, -1, -1):
-            key = pdb.ip_key(packed, w)
+        probe = getattr(self.db, "probe", self.db.get) if self._debug is None else None
+        for key in pdb.ip_walk(packed):
             if probe is not None and probe(key) is None:
                 continue  # untraced, a missing key changes nothing the next _resolve keeps
             self._req = set(req)
@@ -534,33 +543,27 @@ class PolicySession:
         if self.status != 0:
             return Verdict(0)
         self._ip = ip
-        a = ipaddress.ip_address(ip)
-        if isinstance(a, ipaddress.IPv6Address) and a.ipv4_mapped is not None:
-            a = a.ipv4_mapped
+        packed, text, v4 = _client_ip(ip)
         self.message = None
         self.content_filter = -1
         self.maxinsize = self.maxoutsize = -1
-        selfr = self.selfaddrs.test(str(a))
+        selfr = self.selfaddrs.test(text)
         self._d(f" policytestaddr: lcldom/myaddress=0/{selfr}")
         self._req = {
             A_REJECTNET, A_FREEZENET, A_RELAYCUSTNET, A_MAXINSIZE, A_MAXOUTSIZE,
             A_FULLTRUSTNET, A_TRUSTRECIPIENTS, A_FILTERING, A_RATELIMITMSGS, A_MAXSAMEIPSOURCE,
             A_TRUSTWHOSON,
         }  # fmt: skip
-        self.rate_label = ("4:" if isinstance(a, ipaddress.IPv4Address) else "6:") + a.packed.hex()
+        self.rate_label = ("4:" if v4 else "6:") + packed.hex()
         if not selfr:
             self._req |= {A_TESTDNSRBL, A_RCPTDNSRBL, A_SPF}
-        rc = self._addrtest(a.packed, str(a))
+        rc = self._addrtest(packed, text)
         self.policyresult = rc
         self.reject_net = rc < 0 or self.maxsameiplimit == 0
         if rc == 0:
             revname = hostname
             if revname is None:
-                revname = (
-                    b"[" + str(a).encode() + b"]"
-                    if isinstance(a, ipaddress.IPv4Address)
-                    else b"[IPv6:" + str(a).encode() + b"]"
-                )
+                revname = (b"[" if v4 else b"[IPv6:") + text.encode() + b"]"
             self.policyresult = self._sourcedomain(revname)
         return Verdict(self.policyresult, self.message)
 
