@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from zmailer_smtpd import server
-from zmailer_smtpd.config import config_from_bytes
+from zmailer_smtpd.config import Settings, config_from_bytes
 from zmailer_smtpd.zenv import ZEnv
 
 
@@ -167,3 +167,23 @@ def test_sigterm_leaves_waiting_connections_to_shutdown(rig: Any) -> None:
     time.sleep(server.FORK_WAIT * 2)
     d._serve_waiting()
     assert d.forked == [] and len(d.waiting) == 1
+
+
+def test_sighup_gives_waiting_connections_a_child_before_the_listeners_change(rig: Any) -> None:
+    d, lsock, clients = rig
+    _, peer = _busy_child_and_waiting(d, lsock, clients)
+    d.reload()  # no loader: the configuration stays, but the wait ends first
+    assert [f[0] for f in d.forked] == [peer] and d.waiting == []
+
+
+def test_a_failing_waiting_connection_does_not_take_the_parent_down(rig: Any) -> None:
+    d, lsock, clients = rig
+    _busy_child_and_waiting(d, lsock, clients)
+    # a listener the daemon no longer has (another configuration's group)
+    d.waiting[0].listener = server.Listener(d.listeners[0].spec, lsock, Settings.from_values({}))
+    idle_end = _worker(d, 7, idle=True)
+    d._serve_waiting()  # _hand_over cannot name the listener: logged, closed, parent goes on
+    idle_end.close()
+    assert d.waiting == [] and d.forked == [] and list(d.counts.children) == [101]
+    clients[-1].settimeout(5)
+    assert clients[-1].recv(10) == b""

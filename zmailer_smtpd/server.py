@@ -895,21 +895,30 @@ class Daemon:
         busy = len(self.workers) - len(self.idle)
         return busy > len(self.waiting)
 
-    def _serve_waiting(self) -> None:
-        """Waiting connections go to idle children, oldest first; one waited enough gets a fork."""
+    def _serve_waiting(self, *, now: bool = False) -> None:
+        """Waiting connections go to idle children, oldest first; one waited enough gets a fork.
+
+        ``now``: every one gets a child at once (SIGHUP, before the listeners change).
+        """
         if not self.waiting or self.sig_term:  # SIGTERM: shutdown() closes them
             return
-        now = time.monotonic()
+        clock = time.monotonic()
         while self.waiting:
             p = self.waiting[0]
-            if not self.idle and p.until > now:
+            if not self.idle and p.until > clock and not now:
                 return
             del self.waiting[0]
             self.counts.remove(p.token)
-            if self.idle and self._hand_over(p.conn, p.peer, p.listener, p.kind, p.key,
-                                             p.childcnt, p.sameip):
-                continue
-            self._fork_child(p.conn, p.peer, p.listener, p.kind, p.key, p.childcnt, p.sameip)
+            try:
+                if self.idle and self._hand_over(p.conn, p.peer, p.listener, p.kind, p.key,
+                                                 p.childcnt, p.sameip):
+                    continue
+                self._fork_child(p.conn, p.peer, p.listener, p.kind, p.key, p.childcnt,
+                                 p.sameip)
+            except Exception:  # the parent survives whatever one connection does
+                p.conn.close()
+                self.log.note(b"waiting connection: "
+                              + traceback.format_exc().encode(errors="replace"))
 
     def _drop_waiting(self) -> None:
         """Shutdown: waiting connections are closed, as the listen queue's are."""
@@ -1059,6 +1068,7 @@ class Daemon:
     def reload(self) -> None:
         """Re-read the configuration; on failure keep the old one and say why."""
         self.sig_hup = False
+        self._serve_waiting(now=True)  # under the configuration (and listeners) they came in by
         self.log.close()
         self.log = self._open_log()  # log rotation
         self._prime()  # resolv.conf and the interfaces may have changed too
