@@ -221,10 +221,17 @@ class ScriptedPolicy(NeutralPolicy):
         return PolicyAnswer()
 
 
+def after_greeting(out: bytes) -> bytes:
+    """The transcript without the TV-01 greeting (which must be there)."""
+    assert out.startswith(F0_GREETING), out[:200]
+    return out[len(F0_GREETING):]
+
+
 def utc_tz() -> None:
     """%T and log dates use local time; the vectors are written for UTC."""
     os.environ["TZ"] = "UTC"
     time.tzset()
 
 
-__all__ = ["F0_GREETING", "TV02", "Harness", "Result", "ScriptTransport", "ScriptedPolicy", "cmds", "crlf", "received", "utc_tz"]
+__all__ = ["F0_GREETING", "TV02", "Harness", "Result", "ScriptTransport", "ScriptedPolicy", "after_greeting", "cmds",
+           "crlf", "received", "utc_tz"]

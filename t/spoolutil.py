@@ -158,3 +158,58 @@ V2_STORED_HEAD = (
     b"\n"
     b"leading dot\n"
 )
+
+
+# The stored files of spool.md §13's vectors 1, 4 and 5 (<rport> stands for the port):
+# the writer-level tests (test_spool_vectors) and the session-level ones
+# (test_session_spool) must produce the same bytes.
+V1_FILE = listing("""
+external
+rcvdfrom localhost ([127.0.0.1]:<rport> "EHLO client.example.org" rhost-flags-OK-OK-OK-FAIL)
+comment localhost [127.0.0.1]:<rport> "EHLO client.example.org" smtp-auth: <none> TLS-CIPHER: <none> TLS-PEER: <none> rhost-flags-OK-OK-OK-FAIL)
+with ESMTP
+from <alice@example.org>
+todsn NOTIFY=FAILURE,DELAY ORCPT=rfc822;bob@example.net INRCPT=rfc822;bob@example.net INFROM=rfc822;alice@example.org
+to <bob@example.net>
+env-end
+Subject: test
+From: alice@example.org
+
+Hello
+.dot line
+""")
+V4_FILE = listing("""
+external
+comment smtp-auth: "joe"
+rcvdfrom localhost ([127.0.0.1]:<rport> "EHLO client.example.org" smtp-auth: "joe" rhost-flags-OK-OK-OK-FAIL)
+comment localhost [127.0.0.1]:<rport> "EHLO client.example.org" smtp-auth: "joe" TLS-CIPHER: <none> TLS-PEER: <none> rhost-flags-OK-OK-OK-FAIL)
+bodytype 8BITMIME
+with ESMTPA
+from <joe@example.org>
+todsn NOTIFY=NEVER ORCPT=rfc822;bob@example.net INRCPT=rfc822;bob@example.net INFROM=rfc822;joe@example.org
+to <bob@example.net>
+env-end
+From: joe@example.org
+Subject: chunked
+
+.leading dot kept
+body
+""")
+V5_FILE = listing("""
+external
+rcvdfrom localhost ([127.0.0.1]:<rport> "EHLO client.example.org" rhost-flags-OK-OK-OK-FAIL)
+comment localhost [127.0.0.1]:<rport> "EHLO client.example.org" smtp-auth: <none> TLS-CIPHER: <none> TLS-PEER: <none> rhost-flags-OK-OK-OK-FAIL)
+with ESMTP
+from <alice@example.org>
+comment policytest() reported freeze state
+todsn NOTIFY=FAILURE,DELAY ORCPT=rfc822;bob@example.net INRCPT=rfc822;bob@example.net INFROM=rfc822;alice@example.org
+to <bob@example.net>
+comment policytest() reported freeze state 1
+todsn NOTIFY=FAILURE,DELAY ORCPT=rfc822;spam@frozen.example INRCPT=rfc822;spam@frozen.example INFROM=rfc822;alice@example.org
+to <spam@frozen.example>
+comment policytest() reported freeze state 1
+env-end
+Subject: freeze me
+
+body
+""")

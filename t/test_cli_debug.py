@@ -5,17 +5,13 @@ policy.md §10): in -i and -n the internal notes and the policy traces are
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from policy_support import build_db
-
-ROOT = Path(__file__).resolve().parent.parent
-PROG = str(ROOT / "bin" / "smtpserver")
+from progkit import PROG, inetd_launch, program_env, stop
 
 # policy.md §10.3 example: the database holds only "[192.0.2.0]/24 rejectnet +".
 CONNECT_TRACE = [
@@ -63,10 +59,6 @@ def site(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k != "POSIXLY_CORRECT"}
-
-
 def _policy(site: Path, src: str) -> None:
     rc, msgs = build_db({"smtp-policy.src": src}, site / "db")
     assert rc == 0, msgs
@@ -75,7 +67,7 @@ def _policy(site: Path, src: str) -> None:
 def _run_i(site: Path, *args: str, stdin: bytes) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run([sys.executable, PROG, "-i", *args, "-Z", str(site / "z.conf"),
                            "-l", str(site / "log")], input=stdin, capture_output=True,
-                          timeout=60, env=_env(), check=False)
+                          timeout=60, env=program_env(), check=False)
 
 
 def test_recipe_shows_the_policy_analysis_as_the_manual_describes(site: Path) -> None:
@@ -125,16 +117,7 @@ def test_without_d_there_are_no_debug_lines(site: Path) -> None:
 def test_inetd_session_notes_and_traces_on_the_socket(site: Path) -> None:
     """-n -d 1 on a TCP socket: the 000- lines come over the connection."""
     _policy(site, "[127.0.0.2]/32   rejectnet +\n")
-    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(1)
-    client = socket.create_connection(lsock.getsockname(), timeout=30)
-    conn, _ = lsock.accept()
-    lsock.close()
-    proc = subprocess.Popen([sys.executable, PROG, "-n", "-d", "1", "-Z", str(site / "z.conf")],
-                            stdin=conn.fileno(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, env=_env())
-    conn.close()
+    client, proc = inetd_launch("-n", "-d", "1", "-Z", str(site / "z.conf"), stderr=subprocess.PIPE)
     try:
         data = b""
         for cmd, last in ((b"EHLO client.example\r\n", b"\r\n250 HELP\r\n"), (b"QUIT\r\n", b"\r\n221 ")):
@@ -146,11 +129,7 @@ def test_inetd_session_notes_and_traces_on_the_socket(site: Path) -> None:
         assert proc.wait(timeout=30) == 0
     finally:
         client.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
+        stop(proc)
     lines = data.split(b"\r\n")
     assert lines[0].startswith(b"000-Policyinit call starts: ")
     assert b"000- Key: 7/IPv4/127.0.0.1/32" in lines

@@ -8,9 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from progkit import PROG, ROOT, inetd_launch, program_env, read_reply, stop
 
-ROOT = Path(__file__).resolve().parent.parent
-PROG = str(ROOT / "bin" / "smtpserver")
 USAGE = (f"Usage: {PROG} [-46aBignVvw] [-C cfgfile] [-s xx] [-L maxLoadAvg] [-M SMTPmaxsize]"
          " [-R rtrprog] [-p port#] [-P postoffice] [-l logfile] [-S 'local'|'remote']"
          " [-I pidfile] [-T test-net-addr] [-Z zenvfile]\n")
@@ -18,10 +17,8 @@ USAGE = (f"Usage: {PROG} [-46aBignVvw] [-C cfgfile] [-s xx] [-L maxLoadAvg] [-M 
 
 def run(*args: str, stdin: bytes = b"", env: dict[str, str] | None = None
         ) -> subprocess.CompletedProcess[bytes]:
-    e = {k: v for k, v in os.environ.items() if k != "POSIXLY_CORRECT"}
-    e.update(env or {})
     return subprocess.run([sys.executable, PROG, *args], input=stdin, capture_output=True,
-                          timeout=60, env=e, check=False)
+                          timeout=60, env=program_env(**(env or {})), check=False)
 
 
 @pytest.fixture
@@ -147,10 +144,9 @@ def _read_reply(proc: subprocess.Popen[bytes]) -> bytes:
 
 def test_test_address_makes_a_policy_checked_session(site: Path) -> None:
     make_policy_db(site)
-    e = {k: v for k, v in os.environ.items() if k != "POSIXLY_CORRECT"}
     proc = subprocess.Popen([sys.executable, PROG, "-i", "-T", "[192.0.2.1]", "-Z",
                              str(site / "z.conf")], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, env=e)
+                            stdout=subprocess.PIPE, env=program_env())
     try:
         assert proc.stdin is not None
         assert _read_reply(proc).startswith(b"220 ")
@@ -205,52 +201,23 @@ def test_check_config_of_the_shipped_samples() -> None:
     assert "error: Cfgfile" not in out and "warning:" not in out
 
 
-def _sock_reply(sock: object) -> bytes:
-    import socket as socket_mod
-
-    assert isinstance(sock, socket_mod.socket)
-    buf = b""
-    while True:
-        chunk = sock.recv(4096)
-        assert chunk, f"EOF; got {buf!r}"
-        buf += chunk
-        lines = buf.split(b"\r\n")
-        if len(lines) > 1 and len(lines[-2]) >= 4 and lines[-2][3:4] == b" ":
-            return buf
-
-
 def test_inetd_mode_on_a_tcp_socket(site: Path) -> None:
-    import socket as socket_mod
 
     make_policy_db(site)
-    lsock = socket_mod.socket(socket_mod.AF_INET, socket_mod.SOCK_STREAM)
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(1)
-    client = socket_mod.create_connection(lsock.getsockname(), timeout=30)
-    conn, _ = lsock.accept()
-    lsock.close()
-    e = {k: v for k, v in os.environ.items() if k != "POSIXLY_CORRECT"}
-    proc = subprocess.Popen([sys.executable, PROG, "-n", "-Z", str(site / "z.conf")],
-                            stdin=conn.fileno(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, env=e)
-    conn.close()
+    client, proc = inetd_launch("-n", "-Z", str(site / "z.conf"), stderr=subprocess.PIPE)
     try:
-        assert _sock_reply(client).startswith(b"220 ")
+        assert read_reply(client).startswith(b"220 ")
         client.sendall(b"MAIL FROM:<a@example.net>\r\n")
         # An inetd session is "insecure": HELO is required (the client is 127.0.0.1
         # but the "*  ve" pattern's flags are not "-", §2.6).
-        assert _sock_reply(client) == (
+        assert read_reply(client) == (
             b"503 5.5.1 Hello [127.0.0.1], Waiting for HELO/EHLO command\r\n")
         client.sendall(b"QUIT\r\n")
-        assert _sock_reply(client).startswith(b"221 2.0.0 ")
+        assert read_reply(client).startswith(b"221 2.0.0 ")
         assert proc.wait(timeout=30) == 0
     finally:
         client.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
+        stop(proc)
 
 
 def test_inetd_mode_without_a_socket_writes_to_fd_1(site: Path) -> None:
@@ -316,10 +283,10 @@ def test_daemon_mode_dispatches_to_the_server(site: Path) -> None:
     client = socket_mod.create_connection(lsock.getsockname(), timeout=30)
     lsock.close()
     try:
-        greeting = _sock_reply(client)
+        greeting = read_reply(client)
         assert greeting.startswith(b"220 ")
         client.sendall(b"QUIT\r\n")
-        assert _sock_reply(client).startswith(b"221 ")
+        assert read_reply(client).startswith(b"221 ")
     finally:
         client.close()
         proc.send_signal(signal.SIGTERM)
@@ -360,7 +327,6 @@ def test_session_helpers_are_wired_from_the_settings(site: Path) -> None:
 
 def test_inetd_resolves_the_client_with_dns_nameservers_param(site: Path) -> None:
     """§3.7 step 3 through PARAM dns-nameservers: PTR name, then the HELO comparison (TV-06)."""
-    import socket as socket_mod
 
     sys.path.insert(0, str(ROOT / "t"))
     from policy_support import dnsmasq  # type: ignore[import-not-found]
@@ -372,28 +338,17 @@ def test_inetd_resolves_the_client_with_dns_nameservers_param(site: Path) -> Non
         (site / "smtpserver.conf").write_bytes(
             b"PARAM policydb btree $MAILVAR/db/smtp-policy\n"
             b"PARAM dns-nameservers 127.0.0.1:%d\n*  ve\n" % port)
-        lsock = socket_mod.socket(socket_mod.AF_INET, socket_mod.SOCK_STREAM)
-        lsock.bind(("127.0.0.1", 0))
-        lsock.listen(1)
-        client = socket_mod.create_connection(lsock.getsockname(), timeout=30)
-        conn, _ = lsock.accept()
-        lsock.close()
-        proc = subprocess.Popen([sys.executable, PROG, "-n", "-Z", str(site / "z.conf")],
-                                stdin=conn.fileno(), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        conn.close()
+        client, proc = inetd_launch("-n", "-Z", str(site / "z.conf"), env=dict(os.environ))
         try:
-            assert _sock_reply(client).startswith(b"220 ")
+            assert read_reply(client).startswith(b"220 ")
             client.sendall(b"HELO foo.example\r\n")
-            assert _sock_reply(client).endswith(b' expected "HELO client.example.net"\r\n')
+            assert read_reply(client).endswith(b' expected "HELO client.example.net"\r\n')
             client.sendall(b"QUIT\r\n")
-            assert _sock_reply(client).startswith(b"221 ")
+            assert read_reply(client).startswith(b"221 ")
             assert proc.wait(timeout=30) == 0
         finally:
             client.close()
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            stop(proc)
 
 
 def test_check_config_reports_a_tls_setup_that_cannot_start(site: Path) -> None:

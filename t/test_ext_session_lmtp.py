@@ -6,19 +6,16 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from peers.support import peer
+from progkit import inetd_launch, read_reply, stop
 from sessionkit import F0_CLOCK, Harness, cmds, crlf
 
 from zmailer_smtpd.contentfilter import ContentFilter
 
-ROOT = Path(__file__).resolve().parent.parent
-PROG = str(ROOT / "bin" / "smtpserver")
 SIDRE = re.compile(rb"S\d+[A-Za-z0-9=\-]{8}(?:[A-Za-z0-9=\-]{5})?")
 BODY = b"Subject: t\r\n\r\nbody\r\n"
 
@@ -202,17 +199,6 @@ def test_by_without_deliverby_is_unknown(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ the real program
 
 
-def _reply(sock: socket.socket) -> bytes:
-    buf = b""
-    while True:
-        chunk = sock.recv(4096)
-        assert chunk, f"EOF; got {buf!r}"
-        buf += chunk
-        lines = buf.split(b"\r\n")
-        if len(lines) > 1 and len(lines[-2]) >= 4 and lines[-2][3:4] == b" ":
-            return buf
-
-
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
     po = tmp_path / "po"
@@ -231,23 +217,13 @@ def inetd(site: Path, conf: bytes, *args: str, script: list[bytes], rest: bytes 
     """Run `smtpserver -n` on a loopback TCP connection; one reply per script line,
     then `rest` is sent and everything up to the end of the connection is the last item."""
     (site / "smtpserver.conf").write_bytes(b"PARAM policydb btree $MAILVAR/db/smtp-policy\n" + conf)
-    ls = socket.socket()
-    ls.bind(("127.0.0.1", 0))
-    ls.listen(1)
-    client = socket.create_connection(ls.getsockname(), timeout=30)
-    conn, _ = ls.accept()
-    ls.close()
-    e = {k: v for k, v in os.environ.items() if k != "POSIXLY_CORRECT"}
-    proc = subprocess.Popen([sys.executable, PROG, "-n", "-Z", str(site / "z.conf"), *args],
-                            stdin=conn.fileno(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=e)
-    conn.close()
+    client, proc = inetd_launch("-n", "-Z", str(site / "z.conf"), *args)
     out = []
     try:
-        out.append(_reply(client))
+        out.append(read_reply(client))
         for line in script:
             client.sendall(line)
-            out.append(_reply(client))
+            out.append(read_reply(client))
         if rest:
             client.sendall(rest)
             buf = b""
@@ -257,9 +233,7 @@ def inetd(site: Path, conf: bytes, *args: str, script: list[bytes], rest: bytes 
         assert proc.wait(timeout=30) == 0
     finally:
         client.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop(proc)
     return out
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from peers.support import read_log, server
-from sessionkit import Harness, ScriptTransport, cmds, utc_tz
+from sessionkit import Harness, ScriptTransport, cmds
 
 from zmailer_smtpd import cli
 from zmailer_smtpd.session import Session
@@ -25,9 +25,7 @@ GREETING_IDENT = (b"220 mx.example.org ZMailer Server 3.0.1 #1 ESMTP+IDENT ready
 MAIL = ("EHLO client.example.net", "MAIL FROM:<a@example.org>", "RCPT TO:<b@example.net>", "DATA")
 
 
-@pytest.fixture(autouse=True)
-def _utc() -> None:
-    utc_tz()
+pytestmark = pytest.mark.usefixtures("utc")  # conftest.py: dates in UTC
 
 
 def dead_port() -> int:

@@ -4,19 +4,16 @@ filter, whoson server and a hosts.deny file (interfaces.md §1, §2, §6)."""
 
 from __future__ import annotations
 
-import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from peers.support import peer, read_log, server
+from progkit import PROG, inetd_launch, program_env, read_reply, stop
 from sessionkit import crlf
 
-ROOT = Path(__file__).resolve().parent.parent
-PROG = str(ROOT / "bin" / "smtpserver")
 SIDRE = re.compile(rb"S\d+[A-Za-z0-9=\-]{8}(?:[A-Za-z0-9=\-]{5})?")
 BODY = b"Subject: t\r\n\r\nbody\r\nPEER-SCRIPT\r\n"
 
@@ -36,53 +33,26 @@ def site(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def env(**extra: str) -> dict[str, str]:
-    e = {k: v for k, v in os.environ.items() if k != "POSIXLY_CORRECT"}
-    e.update(extra)
-    return e
-
-
-def _reply(sock: socket.socket) -> bytes:
-    """One whole reply (up to its final line)."""
-    buf = b""
-    while True:
-        chunk = sock.recv(65536)
-        assert chunk, f"EOF; got {buf!r}"
-        buf += chunk
-        lines = buf.split(b"\r\n")
-        if len(lines) > 1 and len(lines[-2]) >= 4 and lines[-2][3:4] == b" ":
-            return buf
 
 
 def conversation(site: Path, conf: bytes, *args: str, chunks: list[bytes],
                  e: dict[str, str] | None = None) -> bytes:
     """`smtpserver -n` on a loopback connection; each chunk waits for its reply; all it said."""
     (site / "smtpserver.conf").write_bytes(b"PARAM policydb btree $MAILVAR/db/smtp-policy\n" + conf)
-    ls = socket.socket()
-    ls.bind(("127.0.0.1", 0))
-    ls.listen(1)
-    client = socket.create_connection(ls.getsockname(), timeout=60)
-    conn, _ = ls.accept()
-    ls.close()
-    proc = subprocess.Popen([sys.executable, PROG, "-n", "-Z", str(site / "z.conf"), *args],
-                            stdin=conn.fileno(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=e or env())
-    conn.close()
+    client, proc = inetd_launch("-n", "-Z", str(site / "z.conf"), *args, env=e, timeout=60)
     try:
-        buf = _reply(client)
+        buf = read_reply(client, 65536)
         if buf.startswith(b"220"):
             for c in chunks:
                 client.sendall(c)
-                buf += _reply(client)
+                buf += read_reply(client, 65536)
         while chunk := client.recv(65536):
             buf += chunk
         assert proc.wait(timeout=60) == 0
         return SIDRE.sub(b"<sid>", buf)
     finally:
         client.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def lines(*cmds: str) -> list[bytes]:
@@ -96,7 +66,7 @@ def test_router_through_the_program(site: Path) -> None:
         chunks=lines("EHLO client.example.net", "MAIL FROM:<\"$(id)`id`\"@example.org>",
                      "RCPT TO:<nosuchuser@mx.example.net>", "RCPT TO:<die@example.net>",
                      "RCPT TO:<bob@example.net>", "EXPN staff", "QUIT"),
-        e=env(PEER_LOG=str(plog)))
+        e=program_env(PEER_LOG=str(plog)))
     assert b"\r\n250 2.0.0 Ok (routing verified); Ok\r\n" in out
     assert (b"\r\n554 5.0.0 Hi [127.0.0.1], unresolvable address: <nosuchuser@mx.example.net>;"
             b" nosuchuser; nosuchuser@mx.example.net\r\n") in out
@@ -121,7 +91,7 @@ def test_content_filter_through_the_program(site: Path) -> None:
         chunks=lines(*msg) + [BODY + b"-1 550 5.7.1 Spam\r\n.\r\n"]
         + lines(*msg[1:]) + [BODY + b"1 250 2.7.1 Held\r\n.\r\n"]
         + lines(*msg[1:]) + [BODY + b"0 250 2.6.0 fine\r\n.\r\n"] + lines("QUIT"),
-        e=env(PEER_LOG=str(plog)))
+        e=program_env(PEER_LOG=str(plog)))
     assert b"\r\n550 5.7.1 Content-Policy reject msg: Spam; <sid>\r\n" in out
     assert b"\r\n250 2.7.1 Content-Policy accept-into-freezer-1 msg: Held; <sid>\r\n" in out
     assert b"\r\n250 2.6.0 fine; <sid>\r\n" in out
@@ -144,7 +114,7 @@ def test_tcp_wrapper_through_the_program(site: Path) -> None:
 
 def test_whoson_through_the_program(site: Path) -> None:
     plog = site / "whoson.log"
-    with server("whosond.py", "192.0.2.1=alice", env=env(PEER_LOG=str(plog))) as (port, _):
+    with server("whosond.py", "192.0.2.1=alice", env=program_env(PEER_LOG=str(plog))) as (port, _):
         (site / "smtpserver.conf").write_bytes(
             b"PARAM policydb btree $MAILVAR/db/smtp-policy\nPARAM rcvd-whoson\n"
             b"PARAM whoson-server 127.0.0.1 %d\n*  ve\n" % port)
@@ -152,7 +122,7 @@ def test_whoson_through_the_program(site: Path) -> None:
                            input=crlf("EHLO client.example", "MAIL FROM:<a@example.org>",
                                       "RCPT TO:<b@example.net>", "DATA")
                            + b"Subject: t\r\n\r\nx\r\n.\r\n" + crlf("QUIT"),
-                           capture_output=True, timeout=60, env=env(), check=False)
+                           capture_output=True, timeout=60, env=program_env(), check=False)
     assert r.returncode == 0, r.stderr
     assert read_log(plog) == [{"query": "QUERY 192.0.2.1\r\n\r\n"}]
     (f,) = list((site / "po" / "router").iterdir())

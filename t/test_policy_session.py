@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from policy_support import build_db
-from sessionkit import F0_GREETING, Harness, cmds, crlf, utc_tz
+from sessionkit import F0_GREETING, Harness, cmds, crlf
 
 from zmailer_smtpd.dnsresolve import Resolver, Server
 from zmailer_smtpd.policy.dnscheck import SelfAddrs
@@ -16,9 +16,7 @@ from zmailer_smtpd.policy.engine import make_session_policy
 A = "[192.0.2.10]"
 
 
-@pytest.fixture(autouse=True)
-def _utc() -> None:
-    utc_tz()
+pytestmark = pytest.mark.usefixtures("utc")  # conftest.py: dates in UTC
 
 
 def harness(tmp_path: Path, src: str, **kw: object) -> Harness:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from peers.support import server
 from policy_support import build_db
-from sessionkit import Harness, ScriptTransport, cmds, crlf, utc_tz
+from sessionkit import Harness, ScriptTransport, cmds, crlf
 
 from zmailer_smtpd import cli, received
 from zmailer_smtpd.dnsresolve import Resolver, Server
@@ -22,9 +22,7 @@ from zmailer_smtpd.stream import SmtpStream
 A = b"[192.0.2.10]"
 
 
-@pytest.fixture(autouse=True)
-def _utc() -> None:
-    utc_tz()
+pytestmark = pytest.mark.usefixtures("utc")  # conftest.py: dates in UTC
 
 
 def engine(tmp: Path, src: str, whoson: bool) -> PolicySession:

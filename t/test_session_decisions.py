@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from sessionkit import TV02, Harness, cmds, crlf, utc_tz
+from sessionkit import TV02, Harness, cmds, crlf
 
 from zmailer_smtpd.session import NeutralPolicy, PolicyAnswer, SessionContext, run_session
 from zmailer_smtpd.sessionlog import SessionLog
@@ -17,15 +17,7 @@ from zmailer_smtpd.spool import Spool
 from zmailer_smtpd.stream import FdTransport
 from zmailer_smtpd.zenv import ZEnv
 
-
-@pytest.fixture(autouse=True)
-def _utc() -> None:
-    utc_tz()
-
-
-@pytest.fixture
-def h(tmp_path: Path) -> Harness:
-    return Harness(tmp_path)
+pytestmark = pytest.mark.usefixtures("utc")  # conftest.py: dates in UTC
 
 
 TXN = ("EHLO client.example.net", "MAIL FROM:<alice@example.net>", "RCPT TO:<bob@example.org>", "DATA")

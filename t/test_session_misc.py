@@ -6,22 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sessionkit import F0_GREETING, TV02, Harness, cmds, crlf, utc_tz
+from sessionkit import TV02, Harness, cmds, crlf
+from sessionkit import after_greeting as rest
 
-
-@pytest.fixture(autouse=True)
-def _utc() -> None:
-    utc_tz()
-
-
-@pytest.fixture
-def h(tmp_path: Path) -> Harness:
-    return Harness(tmp_path)
-
-
-def rest(out: bytes) -> bytes:
-    assert out.startswith(F0_GREETING)
-    return out[len(F0_GREETING):]
+pytestmark = pytest.mark.usefixtures("utc")  # conftest.py: dates in UTC
 
 
 def test_general_help(h: Harness) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import trustme
 from peers.support import peer
-from sessionkit import Harness, cmds, crlf, utc_tz
+from sessionkit import Harness, cmds, crlf
 from spoolutil import mask_spoolid
 
 from zmailer_smtpd import auth, config, tls
@@ -24,15 +24,7 @@ from zmailer_smtpd.router import RouterClient
 from zmailer_smtpd.session import Session
 from zmailer_smtpd.stream import SmtpStream, SocketTransport
 
-
-@pytest.fixture(autouse=True)
-def _utc() -> None:
-    utc_tz()
-
-
-@pytest.fixture
-def h(tmp_path: Path) -> Harness:
-    return Harness(tmp_path)
+pytestmark = pytest.mark.usefixtures("utc")  # conftest.py: dates in UTC
 
 
 # ---------------------------------------------------------------- STARTTLS

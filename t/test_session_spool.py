@@ -12,12 +12,15 @@ import os
 from pathlib import Path
 
 import pytest
-from sessionkit import Harness, ScriptedPolicy, cmds, crlf, utc_tz
+from sessionkit import Harness, ScriptedPolicy, cmds, crlf
 from spoolutil import (
+    V1_FILE,
     V2_RAW_BARE,
     V2_RAW_END,
     V2_RAW_HEAD,
     V2_STORED_HEAD,
+    V4_FILE,
+    V5_FILE,
     NotifySocket,
     listing,
     make_postoffice,
@@ -31,10 +34,7 @@ from zmailer_smtpd.config import Settings
 from zmailer_smtpd.received import RhostFlags
 from zmailer_smtpd.session import PolicyAnswer
 
-
-@pytest.fixture(autouse=True)
-def _utc() -> None:
-    utc_tz()
+pytestmark = pytest.mark.usefixtures("utc")  # conftest.py: dates in UTC
 
 
 def env(tmp: Path, **zextra: str) -> Harness:
@@ -81,21 +81,7 @@ def test_vector1_plain_esmtp(tmp_path: Path) -> None:
     ))
     name, data = only(r)
     assert name == "router/<ino>"
-    assert data == listing("""
-external
-rcvdfrom localhost ([127.0.0.1]:<rport> "EHLO client.example.org" rhost-flags-OK-OK-OK-FAIL)
-comment localhost [127.0.0.1]:<rport> "EHLO client.example.org" smtp-auth: <none> TLS-CIPHER: <none> TLS-PEER: <none> rhost-flags-OK-OK-OK-FAIL)
-with ESMTP
-from <alice@example.org>
-todsn NOTIFY=FAILURE,DELAY ORCPT=rfc822;bob@example.net INRCPT=rfc822;bob@example.net INFROM=rfc822;alice@example.org
-to <bob@example.net>
-env-end
-Subject: test
-From: alice@example.org
-
-Hello
-.dot line
-""")
+    assert data == V1_FILE
     ino = next(iter(r.files())).split("/")[1]
     assert grams == [b"NEW router " + ino.encode()]
     sid = r.output.split(b"accepted; ")[1].split(b"\r\n")[0]
@@ -234,23 +220,7 @@ def test_vector4_auth_login_bdat(tmp_path: Path) -> None:
         "250 2.0.0 Received 40 bytes",
         f"250 2.0.0 <spoolid> Roger, got 28 bytes in the last chunk, stored {size} bytes into spool",
     ))
-    assert data == listing("""
-external
-comment smtp-auth: "joe"
-rcvdfrom localhost ([127.0.0.1]:<rport> "EHLO client.example.org" smtp-auth: "joe" rhost-flags-OK-OK-OK-FAIL)
-comment localhost [127.0.0.1]:<rport> "EHLO client.example.org" smtp-auth: "joe" TLS-CIPHER: <none> TLS-PEER: <none> rhost-flags-OK-OK-OK-FAIL)
-bodytype 8BITMIME
-with ESMTPA
-from <joe@example.org>
-todsn NOTIFY=NEVER ORCPT=rfc822;bob@example.net INRCPT=rfc822;bob@example.net INFROM=rfc822;joe@example.org
-to <bob@example.net>
-env-end
-From: joe@example.org
-Subject: chunked
-
-.leading dot kept
-body
-""")
+    assert data == V4_FILE
     assert not any(b"c2VjcmV0" in ln for ln in r.log)
     assert any(b"**base64-password**" in ln for ln in r.log)
 
@@ -270,24 +240,7 @@ def test_vector5_frozen_message(tmp_path: Path) -> None:
     )
     name, data = only(r)
     assert name == "freezer/<ino>policy-1"
-    assert data == listing("""
-external
-rcvdfrom localhost ([127.0.0.1]:<rport> "EHLO client.example.org" rhost-flags-OK-OK-OK-FAIL)
-comment localhost [127.0.0.1]:<rport> "EHLO client.example.org" smtp-auth: <none> TLS-CIPHER: <none> TLS-PEER: <none> rhost-flags-OK-OK-OK-FAIL)
-with ESMTP
-from <alice@example.org>
-comment policytest() reported freeze state
-todsn NOTIFY=FAILURE,DELAY ORCPT=rfc822;bob@example.net INRCPT=rfc822;bob@example.net INFROM=rfc822;alice@example.org
-to <bob@example.net>
-comment policytest() reported freeze state 1
-todsn NOTIFY=FAILURE,DELAY ORCPT=rfc822;spam@frozen.example INRCPT=rfc822;spam@frozen.example INFROM=rfc822;alice@example.org
-to <spam@frozen.example>
-comment policytest() reported freeze state 1
-env-end
-Subject: freeze me
-
-body
-""")
+    assert data == V5_FILE
     assert grams == []
 
 

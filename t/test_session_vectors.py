@@ -8,28 +8,14 @@ TV-26 (MaxSameIpSource refusal) happens in the daemon parent: test_daemon_*.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
-from sessionkit import F0_GREETING, TV02, Harness, cmds, crlf, utc_tz
+from sessionkit import F0_GREETING, TV02, Harness, cmds, crlf
+from sessionkit import after_greeting as body
 
 from zmailer_smtpd import replies as R
 
-
-@pytest.fixture(autouse=True)
-def _utc() -> None:
-    utc_tz()
-
-
-@pytest.fixture
-def h(tmp_path: Path) -> Harness:
-    return Harness(tmp_path)
-
-
-def body(out: bytes) -> bytes:
-    """The transcript without the TV-01 greeting."""
-    assert out.startswith(F0_GREETING), out[:200]
-    return out[len(F0_GREETING):]
+pytestmark = pytest.mark.usefixtures("utc")  # conftest.py: dates in UTC
 
 
 def test_tv01_greeting_quit(h: Harness) -> None:

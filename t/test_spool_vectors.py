@@ -10,10 +10,13 @@ from pathlib import Path
 
 import pytest
 from spoolutil import (
+    V1_FILE,
     V2_RAW_BARE,
     V2_RAW_END,
     V2_RAW_HEAD,
     V2_STORED_HEAD,
+    V4_FILE,
+    V5_FILE,
     NotifySocket,
     listing,
     make_postoffice,
@@ -105,21 +108,7 @@ def test_vector1_plain_esmtp_dot_stuffing(po: str) -> None:
     assert sid == spoolid(st) and size == st.st_size
     rel2, data = only_file(po)
     assert rel2 == rel
-    assert mask_content(data) == listing("""
-external
-rcvdfrom localhost ([127.0.0.1]:<rport> "EHLO client.example.org" rhost-flags-OK-OK-OK-FAIL)
-comment localhost [127.0.0.1]:<rport> "EHLO client.example.org" smtp-auth: <none> TLS-CIPHER: <none> TLS-PEER: <none> rhost-flags-OK-OK-OK-FAIL)
-with ESMTP
-from <alice@example.org>
-todsn NOTIFY=FAILURE,DELAY ORCPT=rfc822;bob@example.net INRCPT=rfc822;bob@example.net INFROM=rfc822;alice@example.org
-to <bob@example.net>
-env-end
-Subject: test
-From: alice@example.org
-
-Hello
-.dot line
-""")
+    assert mask_content(data) == V1_FILE
 
 
 V2_RAW = V2_RAW_HEAD + V2_RAW_BARE + V2_RAW_END
@@ -256,23 +245,7 @@ def test_vector4_auth_bdat(po: str) -> None:
         rel = sf.commit(0)
         assert ns.drain() == [f"NEW router {rel.split('/')[1]}".encode()]
     _, data = only_file(po)
-    assert mask_content(data) == listing("""
-external
-comment smtp-auth: "joe"
-rcvdfrom localhost ([127.0.0.1]:<rport> "EHLO client.example.org" smtp-auth: "joe" rhost-flags-OK-OK-OK-FAIL)
-comment localhost [127.0.0.1]:<rport> "EHLO client.example.org" smtp-auth: "joe" TLS-CIPHER: <none> TLS-PEER: <none> rhost-flags-OK-OK-OK-FAIL)
-bodytype 8BITMIME
-with ESMTPA
-from <joe@example.org>
-todsn NOTIFY=NEVER ORCPT=rfc822;bob@example.net INRCPT=rfc822;bob@example.net INFROM=rfc822;joe@example.org
-to <bob@example.net>
-env-end
-From: joe@example.org
-Subject: chunked
-
-.leading dot kept
-body
-""")
+    assert mask_content(data) == V4_FILE
 
 
 def test_vector5_frozen(po: str) -> None:
@@ -297,24 +270,7 @@ def test_vector5_frozen(po: str) -> None:
     st = os.stat(os.path.join(po, rel))
     assert spoolid(st) == sid
     _, data = only_file(po)
-    assert mask_content(data) == listing("""
-external
-rcvdfrom localhost ([127.0.0.1]:<rport> "EHLO client.example.org" rhost-flags-OK-OK-OK-FAIL)
-comment localhost [127.0.0.1]:<rport> "EHLO client.example.org" smtp-auth: <none> TLS-CIPHER: <none> TLS-PEER: <none> rhost-flags-OK-OK-OK-FAIL)
-with ESMTP
-from <alice@example.org>
-comment policytest() reported freeze state
-todsn NOTIFY=FAILURE,DELAY ORCPT=rfc822;bob@example.net INRCPT=rfc822;bob@example.net INFROM=rfc822;alice@example.org
-to <bob@example.net>
-comment policytest() reported freeze state 1
-todsn NOTIFY=FAILURE,DELAY ORCPT=rfc822;spam@frozen.example INRCPT=rfc822;spam@frozen.example INFROM=rfc822;alice@example.org
-to <spam@frozen.example>
-comment policytest() reported freeze state 1
-env-end
-Subject: freeze me
-
-body
-""")
+    assert mask_content(data) == V5_FILE
 
 
 def test_vector5_bdat_freezer_suffix(po: str) -> None:

@@ -15,9 +15,7 @@ from typing import Any
 
 import pytest
 import trustme
-
-ROOT = Path(__file__).resolve().parent.parent
-PROG = str(ROOT / "bin" / "smtpserver")
+from progkit import PROG, inetd_launch, program_env, read_reply, stop
 
 
 @pytest.fixture
@@ -43,40 +41,16 @@ def site(tmp_path: Path) -> dict[str, Any]:
 
 
 def _start(site: dict[str, Any], mode: str) -> tuple[socket.socket, subprocess.Popen[bytes]]:
-    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(1)
-    client = socket.create_connection(lsock.getsockname(), timeout=30)
-    conn, _ = lsock.accept()
-    lsock.close()
-    env = {k: v for k, v in os.environ.items() if k != "POSIXLY_CORRECT"}
     d = site["dir"]
-    proc = subprocess.Popen([sys.executable, PROG, mode, "-t", "-Z", str(d / "z.conf"), "-l", str(d / "log")],
-                            stdin=conn.fileno(), stdout=conn.fileno(), stderr=subprocess.PIPE, env=env)
-    conn.close()
-    return client, proc
-
-
-def _reply(c: Any) -> bytes:
-    data = b""
-    while True:
-        chunk = c.recv(4096)
-        assert chunk, data
-        data += chunk
-        last = data[:-2].rsplit(b"\r\n", 1)[-1] if data.endswith(b"\r\n") else b""
-        if len(last) >= 4 and last[3:4] == b" ":
-            return data
+    return inetd_launch(mode, "-t", "-Z", str(d / "z.conf"), "-l", str(d / "log"),
+                        stdout_too=True, stderr=subprocess.PIPE)
 
 
 def _finish(proc: subprocess.Popen[bytes]) -> int:
     try:
         return proc.wait(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
+        stop(proc)
 
 
 @pytest.mark.parametrize("mode", ["-n", "-i"])
@@ -85,16 +59,16 @@ def test_dash_t_greets_inside_tls_and_spools_the_cipher(site: dict[str, Any], mo
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     site["ca"].configure_trust(ctx)
     with ctx.wrap_socket(client, server_hostname="mx.example.org") as c:
-        assert _reply(c).startswith(b"220 ")
+        assert read_reply(c).startswith(b"220 ")
         c.sendall(b"EHLO client.example.net\r\n")
-        assert b"STARTTLS" not in _reply(c)
+        assert b"STARTTLS" not in read_reply(c)
         for cmd in (b"MAIL FROM:<a@example.net>", b"RCPT TO:<b@example.org>", b"DATA"):
             c.sendall(cmd + b"\r\n")
-            assert _reply(c)[:1] in (b"2", b"3")
+            assert read_reply(c)[:1] in (b"2", b"3")
         c.sendall(b"Subject: t\r\n\r\nbody\r\n.\r\n")
-        assert _reply(c).startswith(b"250 ")
+        assert read_reply(c).startswith(b"250 ")
         c.sendall(b"QUIT\r\n")
-        assert _reply(c).startswith(b"221 ")
+        assert read_reply(c).startswith(b"221 ")
     assert _finish(proc) == 0
     (name,) = os.listdir(site["po"] / "router")
     spooled = (site["po"] / "router" / name).read_bytes()
@@ -126,10 +100,10 @@ def test_swaks_tlsc_against_dash_n_dash_t(site: dict[str, Any]) -> None:
     lsock.settimeout(30)
     conn, _ = lsock.accept()
     lsock.close()
-    env = {k: v for k, v in os.environ.items() if k != "POSIXLY_CORRECT"}
     d = site["dir"]
     proc = subprocess.Popen([sys.executable, PROG, "-n", "-t", "-Z", str(d / "z.conf"), "-l", str(d / "log")],
-                            stdin=conn.fileno(), stdout=conn.fileno(), stderr=subprocess.PIPE, env=env)
+                            stdin=conn.fileno(), stdout=conn.fileno(), stderr=subprocess.PIPE,
+                            env=program_env())
     conn.close()
     out, _ = sw.communicate(timeout=60)
     assert sw.returncode == 0, out.decode("latin-1")

@@ -22,6 +22,20 @@ def xtext(scan: Any, s: bytes, pos: int) -> int:
     return rfc821.xtext(scan, s, pos)
 
 
+def _xtext_value(scan: Any, s: bytes, q: int, name: bytes) -> int:
+    """End of the xtext value of ENVID=/AUTH= at ``q``; 3.0.1's 501 when it is empty."""
+    e = xtext(scan, s, q)
+    if e == q:
+        raise ParamError(
+            501,
+            b"5.5.4",
+            [b"Invalid " + name + b" value '" + s[q:] + b"'",
+             name + b" data contains illegal characters!"],
+            caret=True,
+        )
+    return e
+
+
 @dataclass
 class ParamError(Exception):
     """A refused parameter: the reply lines (the last one final) and whether to caret first."""
@@ -134,28 +148,12 @@ def parse_mail(s: bytes, p: int, f: Features, scan: Any, now: float | None = Non
             if mp.envid is not None:
                 raise _err(b"ENVID double definition!")
             q = p + 6
-            e = xtext(scan, s, q)
-            if e == q:
-                raise ParamError(
-                    501,
-                    b"5.5.4",
-                    [b"Invalid ENVID value '" + s[q:] + b"'", b"ENVID data contains illegal characters!"],
-                    caret=True,
-                )
-            mp.envid = s[q:e]
-            p = e
+            p = _xtext_value(scan, s, q, b"ENVID")
+            mp.envid = s[q:p]
         elif f.auth and _kw(s, p, b"AUTH="):
             q = p + 5
-            e = xtext(scan, s, q)
-            if e == q:
-                raise ParamError(
-                    501,
-                    b"5.5.4",
-                    [b"Invalid AUTH value '" + s[q:] + b"'", b"AUTH data contains illegal characters!"],
-                    caret=True,
-                )
-            mp.auth = s[q:e]
-            p = e
+            p = _xtext_value(scan, s, q, b"AUTH")
+            mp.auth = s[q:p]
         elif f.deliverby >= 0 and _kw(s, p, b"BY="):
             p = _parse_by(s, p + 3, f, mp, scan, time.time() if now is None else now)
         else:

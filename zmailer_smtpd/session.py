@@ -1282,12 +1282,7 @@ class Session:
                 if not is_mail and bytes(buf[p : p + 12]).upper() == b"<POSTMASTER>":
                     e = p + 12
                 else:
-                    self.caret(501, esc, self.scan.error_pos)
-                    if is_mail:
-                        self.reply(501, esc, rfc821.path_data(self.scan), cont=True)
-                        self.reply(501, esc, R.MAIL_THAT_WAS % (a, bytes(buf[p:])), tarpit=True)
-                    else:
-                        self.reply(501, esc, rfc821.path_data(self.scan))
+                    self._path_syntax_error(is_mail, esc, bytes(buf[p:]))
                     return None
             addr = bytes(buf[p + 1 : e - 1])
             if e < len(buf) and buf[e] == 0x3E:
@@ -1306,12 +1301,7 @@ class Session:
                 q += 1
             e = rfc821.path2(self.scan, buf, q, False)
             if e == q and not (q < len(buf) and buf[q] == 0x3E):
-                self.caret(501, esc, self.scan.error_pos)
-                if is_mail:
-                    self.reply(501, esc, rfc821.path_data(self.scan), cont=True)
-                    self.reply(501, esc, R.MAIL_THAT_WAS % (a, bytes(buf[q:])), tarpit=True)
-                else:
-                    self.reply(501, esc, rfc821.path_data(self.scan))
+                self._path_syntax_error(is_mail, esc, bytes(buf[q:]))
                 return None
             addr = bytes(buf[q:e])
             r = e
@@ -1329,12 +1319,7 @@ class Session:
         # bare address (sloppy or -s sloppy)
         e = rfc821.path2(self.scan, buf, p, strict)
         if e == p:
-            self.caret(501, esc, self.scan.error_pos)
-            if is_mail:
-                self.reply(501, esc, rfc821.path_data(self.scan), cont=True)
-                self.reply(501, esc, R.MAIL_THAT_WAS % (a, bytes(buf[p:])), tarpit=True)
-            else:
-                self.reply(501, esc, rfc821.path_data(self.scan))
+            self._path_syntax_error(is_mail, esc, bytes(buf[p:]))
             return None
         if e < len(buf) and buf[e] == 0x3E:
             if is_mail:
@@ -1343,6 +1328,15 @@ class Session:
                 self.reply(501, esc, R.RCPT_TOO_MANY_GT_BARE, tarpit=True)
             return None
         return bytes(buf[p:e]), e
+
+    def _path_syntax_error(self, is_mail: bool, esc: bytes, rest: bytes) -> None:
+        """The scanner's complaint at its caret; MAIL also quotes what it got (``rest``)."""
+        self.caret(501, esc, self.scan.error_pos)
+        if is_mail:
+            self.reply(501, esc, rfc821.path_data(self.scan), cont=True)
+            self.reply(501, esc, R.MAIL_THAT_WAS % (self.rhostaddr, rest), tarpit=True)
+        else:
+            self.reply(501, esc, rfc821.path_data(self.scan))
 
     # ------------------------------------------------------------------ RCPT (§4.7.3)
     def smtp_rcpt(self, verb: bytes, text: bytes, line: Line) -> None:
