@@ -13,6 +13,30 @@ ROOT = Path(__file__).resolve().parent.parent
 PROG = str(ROOT / "bin" / "smtpserver")
 
 
+def make_site(tmp: Path, *, zextra: bytes = b"", empty_db: bool = False,
+              conf: bytes | None = None) -> Path:
+    """A POSTOFFICE with its directories, db/, and z.conf naming them (plus ``zextra``);
+    with ``empty_db`` an empty policy database, with ``conf`` an smtpserver.conf."""
+    po = tmp / "po"
+    for d in ("public", "router", "freezer", "transport"):
+        (po / d).mkdir(parents=True)
+    (tmp / "db").mkdir(exist_ok=True)
+    (tmp / "z.conf").write_bytes(
+        b"POSTOFFICE=%s\nMAILSHARE=%s\nMAILVAR=%s\n" % (bytes(po), bytes(tmp), bytes(tmp)) + zextra)
+    if empty_db:
+        make_policy_db(tmp)
+    if conf is not None:
+        (tmp / "smtpserver.conf").write_bytes(conf)
+    return tmp
+
+
+def make_policy_db(site: Path) -> None:
+    """An empty policy database where PARAM policydb btree $MAILVAR/db/smtp-policy looks."""
+    from zmailer_smtpd.policy import db as pdb
+
+    pdb.write_db("btree", str(site / "db" / "smtp-policy.db"), [])
+
+
 def program_env(**extra: str) -> dict[str, str]:
     """This environment without POSIXLY_CORRECT (it would change getopt's argument order)."""
     e = {k: v for k, v in os.environ.items() if k != "POSIXLY_CORRECT"}

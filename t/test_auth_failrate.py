@@ -34,12 +34,18 @@ def one_attempt(d: Smtpd, pw: bytes) -> bytes:
         s.close()
 
 
-def test_failures_from_one_ip_are_limited_across_sessions(tmp_path: Path) -> None:
-    d = Smtpd(tmp_path)
+def limited_daemon(tmp: Path) -> Smtpd:
+    """A started daemon with AUTH through the stand-in pipe and auth-failrate 3."""
+    d = Smtpd(tmp)
     with d.conf.open("a") as f:
         f.write(f"PARAM smtp-auth\nPARAM AUTH-LOGIN-also-without-TLS\n"
                 f"PARAM SMTP-auth-pipe {PIPE}\nPARAM auth-failrate 3\n")
     d.start()
+    return d
+
+
+def test_failures_from_one_ip_are_limited_across_sessions(tmp_path: Path) -> None:
+    d = limited_daemon(tmp_path)
     try:
         for _ in range(4):  # four failures, one per session (the per-session limit is 3)
             assert one_attempt(d, b"wrong").startswith(b"535 ")
@@ -50,11 +56,7 @@ def test_failures_from_one_ip_are_limited_across_sessions(tmp_path: Path) -> Non
 
 
 def test_below_the_rate_a_good_password_works(tmp_path: Path) -> None:
-    d = Smtpd(tmp_path)
-    with d.conf.open("a") as f:
-        f.write(f"PARAM smtp-auth\nPARAM AUTH-LOGIN-also-without-TLS\n"
-                f"PARAM SMTP-auth-pipe {PIPE}\nPARAM auth-failrate 3\n")
-    d.start()
+    d = limited_daemon(tmp_path)
     try:
         for _ in range(3):
             assert one_attempt(d, b"wrong").startswith(b"535 ")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from policy_support import build_db
-from progkit import PROG, inetd_launch, program_env, stop
+from progkit import PROG, inetd_launch, make_site, program_env, stop
 
 # policy.md §10.3 example: the database holds only "[192.0.2.0]/24 rejectnet +".
 CONNECT_TRACE = [
@@ -50,13 +50,7 @@ CONNECT_TRACE = [
 
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
-    po = tmp_path / "po"
-    for d in ("public", "router", "freezer", "transport"):
-        (po / d).mkdir(parents=True)
-    (tmp_path / "z.conf").write_bytes(
-        b"POSTOFFICE=%s\nMAILSHARE=%s\nMAILVAR=%s\n" % (bytes(po), bytes(tmp_path), bytes(tmp_path)))
-    (tmp_path / "smtpserver.conf").write_bytes(b"PARAM policydb btree $MAILVAR/db/smtp-policy\n*       ve\n")
-    return tmp_path
+    return make_site(tmp_path, conf=b"PARAM policydb btree $MAILVAR/db/smtp-policy\n*       ve\n")
 
 
 def _policy(site: Path, src: str) -> None:

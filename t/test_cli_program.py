@@ -8,7 +8,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from progkit import PROG, ROOT, inetd_launch, program_env, read_reply, stop
+from progkit import (
+    PROG,
+    ROOT,
+    inetd_launch,
+    make_policy_db,
+    make_site,
+    program_env,
+    read_reply,
+    stop,
+)
 
 USAGE = (f"Usage: {PROG} [-46aBignVvw] [-C cfgfile] [-s xx] [-L maxLoadAvg] [-M SMTPmaxsize]"
          " [-R rtrprog] [-p port#] [-P postoffice] [-l logfile] [-S 'local'|'remote']"
@@ -24,22 +33,7 @@ def run(*args: str, stdin: bytes = b"", env: dict[str, str] | None = None
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
     """A ZENV, a POSTOFFICE with its directories, and an smtpserver.conf."""
-    po = tmp_path / "po"
-    for d in ("public", "router", "freezer", "transport"):
-        (po / d).mkdir(parents=True)
-    (tmp_path / "db").mkdir()
-    (tmp_path / "z.conf").write_bytes(
-        b"POSTOFFICE=%s\nMAILSHARE=%s\nMAILVAR=%s\n" % (bytes(po), bytes(tmp_path),
-                                                        bytes(tmp_path)))
-    (tmp_path / "smtpserver.conf").write_bytes(
-        b"PARAM policydb btree $MAILVAR/db/smtp-policy\n*       ve\n")
-    return tmp_path
-
-
-def make_policy_db(site: Path) -> None:
-    from zmailer_smtpd.policy import db as pdb
-
-    pdb.write_db("btree", str(site / "db" / "smtp-policy.db"), [])
+    return make_site(tmp_path, conf=b"PARAM policydb btree $MAILVAR/db/smtp-policy\n*       ve\n")
 
 
 def test_invalid_option_exit_1() -> None:

@@ -86,12 +86,17 @@ class Smtpd:
         except OSError:
             return b""
 
+    def wait_log(self, needle: bytes) -> None:
+        wait_for(lambda: needle in self.log_bytes(), f"log {needle!r}")
+
     def start(self, *extra: str) -> None:
         p = subprocess.run(self.argv(*extra), capture_output=True, text=True, timeout=60)
         assert p.returncode == 0, p.stderr
         assert p.stderr == "", p.stderr  # the shipped configuration has no diagnostics
-        pf = self.po / ".pid.smtpserver"
+        self.wait_started(self.po / ".pid.smtpserver")
 
+    def wait_started(self, pf: Path) -> int:
+        """The pid in ``pf`` once the daemon has logged its start (bounded wait)."""
         def ready() -> int:
             try:
                 pid = int(pf.read_text())
@@ -101,6 +106,7 @@ class Smtpd:
         pid = wait_for(ready, "daemon start")
         assert isinstance(pid, int)
         self.pid = pid
+        return pid
 
     def stop(self) -> None:
         if not self.pid:

@@ -151,6 +151,14 @@ class Daemon:
         s = socket.create_connection(("127.0.0.1", port or self.port), timeout=10)
         return s
 
+    def up_with_session(self) -> tuple[int, socket.socket]:
+        """Start, wait for the start, open one session and read its greeting: (pid, socket)."""
+        self.start()
+        pid = self.started()
+        a = self.connect()
+        read_reply(a)
+        return pid, a
+
     def stop(self) -> None:
         if not self.pid:  # a start that failed half-way may still have left a daemon
             try:
@@ -378,10 +386,7 @@ def test_max_same_ip_zero_closes_silently(make_daemon: Callable[..., Daemon]) ->
 
 def test_child_sigkill_parent_survives_counts_right(make_daemon: Callable[..., Daemon]) -> None:
     d = make_daemon("PARAM MaxSameIpSource 1\n" + BASE)
-    d.start()
-    pid = d.started()
-    a = d.connect()
-    read_reply(a)
+    pid, a = d.up_with_session()
     a.sendall(b"CRASH\r\n")
     assert a.recv(100) == b""
     d.wait_log(b"killed by signal 9 (SIGKILL)")
@@ -393,10 +398,7 @@ def test_child_sigkill_parent_survives_counts_right(make_daemon: Callable[..., D
 
 def test_sigterm_stops_accepting_lets_session_finish(make_daemon: Callable[..., Daemon]) -> None:
     d = make_daemon()
-    d.start()
-    pid = d.started()
-    a = d.connect()
-    read_reply(a)
+    pid, a = d.up_with_session()
     os.kill(pid, signal.SIGTERM)
 
     def refused() -> bool:
@@ -419,10 +421,7 @@ def test_sigterm_stops_accepting_lets_session_finish(make_daemon: Callable[..., 
 
 def test_second_sigterm_ends_sessions(make_daemon: Callable[..., Daemon]) -> None:
     d = make_daemon()
-    d.start()
-    pid = d.started()
-    a = d.connect()
-    read_reply(a)
+    pid, a = d.up_with_session()
     os.kill(pid, signal.SIGTERM)
     d.wait_log(b"SIGTERM: waiting for 1 sessions")
     os.kill(pid, signal.SIGTERM)
@@ -433,10 +432,7 @@ def test_second_sigterm_ends_sessions(make_daemon: Callable[..., Daemon]) -> Non
 
 def test_sighup_rereads_and_keeps_old_on_error(make_daemon: Callable[..., Daemon]) -> None:
     d = make_daemon("PARAM MaxSameIpSource 1\n" + BASE)
-    d.start()
-    pid = d.started()
-    a = d.connect()
-    read_reply(a)
+    pid, a = d.up_with_session()
     b = d.connect()
     assert read_reply(b).startswith(b"450-")
     b.close()
@@ -598,10 +594,7 @@ def test_session_exception_is_logged_and_parent_survives(
     make_daemon: Callable[..., Daemon],
 ) -> None:
     d = make_daemon()
-    d.start()
-    pid = d.started()
-    a = d.connect()
-    read_reply(a)
+    pid, a = d.up_with_session()
     a.sendall(b"BOOM\r\n")
     assert a.recv(100) == b""
     d.wait_log(b"000-session child crashed: Traceback")

@@ -11,22 +11,18 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from test_daemon_clients import build_policy
+from test_daemon_clients import Smtpd, build_policy
 from test_daemon_parent import child_pids_of, free_port, read_reply, talk, wait_for
 
 from zmailer_smtpd.pidfile import pid_alive
 
-REPO = Path(__file__).resolve().parent.parent
-PROGRAM = [sys.executable, str(REPO / "bin" / "smtpserver")]
 
-
-class Prog:
-    """bin/smtpserver with its own POSTOFFICE, ZENV, configuration and log."""
+class Prog(Smtpd):
+    """bin/smtpserver with its own POSTOFFICE, ZENV, configuration (``conf``) and log."""
 
     def __init__(self, tmp: Path, conf: str) -> None:
         self.tmp = tmp
@@ -53,38 +49,12 @@ class Prog:
                 pass
         return pids
 
-    def argv(self, *extra: str) -> list[str]:
-        return [*PROGRAM, "-Z", str(self.zenv), "-C", str(self.conf), "-P", str(self.po),
-                "-l", str(self.log), *extra]
-
-    def log_bytes(self) -> bytes:
-        try:
-            return self.log.read_bytes()
-        except OSError:
-            return b""
-
-    def wait_log(self, needle: bytes) -> None:
-        wait_for(lambda: needle in self.log_bytes(), f"log {needle!r}")
-
-    def start(self, *extra: str, pidfile: Path | None = None) -> int:
+    def start(self, *extra: str, pidfile: Path | None = None) -> int:  # type: ignore[override]
         p = subprocess.run(self.argv(*extra), capture_output=True, text=True, timeout=60)
         assert p.returncode == 0, p.stderr
         pf = pidfile or self.po / ".pid.smtpserver"
         self.pidfiles.append(pf)
-
-        def ready() -> int:
-            try:
-                pid = int(pf.read_text())
-            except (OSError, ValueError):
-                return 0
-            return pid if b"started server pid %d " % pid in self.log_bytes() else 0
-        pid = wait_for(ready, "daemon start")
-        assert isinstance(pid, int)
-        self.pid = pid
-        return self.pid
-
-    def connect(self) -> socket.socket:
-        return socket.create_connection(("127.0.0.1", self.port), timeout=30)
+        return self.wait_started(pf)
 
 
 @pytest.fixture

@@ -118,10 +118,14 @@ def test_waiting_connection_goes_to_the_child_that_finishes(rig: Any) -> None:
 
 def test_waiting_connection_forks_after_fork_wait(rig: Any) -> None:
     d, lsock, clients = rig
+    before = time.monotonic()
     _, peer = _busy_child_and_waiting(d, lsock, clients)
+    p = d.waiting[0]
+    assert before + server.FORK_WAIT <= p.until <= time.monotonic() + server.FORK_WAIT
+    p.until = time.monotonic() + 60  # (the clock is the test's: no sleeping)
     d._serve_waiting()
-    assert d.forked == []  # not yet: FORK_WAIT has not passed
-    time.sleep(server.FORK_WAIT * 2)
+    assert d.forked == []  # not yet: its wait has not passed
+    p.until = time.monotonic() - 1
     d._serve_waiting()
     assert [f[0] for f in d.forked] == [peer] and d.waiting == []
     assert sorted(d.counts.children) == [101, 900000]
@@ -164,7 +168,7 @@ def test_sigterm_leaves_waiting_connections_to_shutdown(rig: Any) -> None:
     d, lsock, clients = rig
     _, peer = _busy_child_and_waiting(d, lsock, clients)
     d.sig_term = 1
-    time.sleep(server.FORK_WAIT * 2)
+    d.waiting[0].until = time.monotonic() - 1  # its wait is over, yet SIGTERM leaves it alone
     d._serve_waiting()
     assert d.forked == [] and len(d.waiting) == 1
 

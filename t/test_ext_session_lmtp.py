@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from peers.support import peer
-from progkit import inetd_launch, read_reply, stop
+from progkit import inetd_launch, make_site, read_reply, stop
 from sessionkit import F0_CLOCK, Harness, cmds, crlf
 
 from zmailer_smtpd.contentfilter import ContentFilter
@@ -201,16 +201,7 @@ def test_by_without_deliverby_is_unknown(tmp_path: Path) -> None:
 
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
-    po = tmp_path / "po"
-    for d in ("public", "router", "freezer", "transport"):
-        (po / d).mkdir(parents=True)
-    (tmp_path / "db").mkdir()
-    (tmp_path / "z.conf").write_bytes(
-        b"POSTOFFICE=%s\nMAILSHARE=%s\nMAILVAR=%s\n" % (bytes(po), bytes(tmp_path), bytes(tmp_path)))
-    from zmailer_smtpd.policy import db as pdb
-
-    pdb.write_db("btree", str(tmp_path / "db" / "smtp-policy.db"), [])
-    return tmp_path
+    return make_site(tmp_path, empty_db=True)
 
 
 def inetd(site: Path, conf: bytes, *args: str, script: list[bytes], rest: bytes = b"") -> list[bytes]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from peers.support import peer, read_log, server
-from progkit import PROG, inetd_launch, program_env, read_reply, stop
+from progkit import PROG, inetd_launch, make_site, program_env, read_reply, stop
 from sessionkit import crlf
 
 SIDRE = re.compile(rb"S\d+[A-Za-z0-9=\-]{8}(?:[A-Za-z0-9=\-]{5})?")
@@ -20,17 +20,8 @@ BODY = b"Subject: t\r\n\r\nbody\r\nPEER-SCRIPT\r\n"
 
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
-    po = tmp_path / "po"
-    for d in ("public", "router", "freezer", "transport"):
-        (po / d).mkdir(parents=True)
-    (tmp_path / "db").mkdir()
-    (tmp_path / "z.conf").write_bytes(
-        b"POSTOFFICE=%s\nMAILSHARE=%s\nMAILVAR=%s\nMAILBIN=%s\nTRUSTEDUSER=root\n"
-        % (bytes(po), bytes(tmp_path), bytes(tmp_path), bytes(tmp_path / "nobin")))
-    from zmailer_smtpd.policy import db as pdb
-
-    pdb.write_db("btree", str(tmp_path / "db" / "smtp-policy.db"), [])
-    return tmp_path
+    return make_site(tmp_path, empty_db=True,
+                     zextra=b"MAILBIN=%s\nTRUSTEDUSER=root\n" % bytes(tmp_path / "nobin"))
 
 
 

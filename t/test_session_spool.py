@@ -88,17 +88,21 @@ def test_vector1_plain_esmtp(tmp_path: Path) -> None:
     assert sid.startswith(b"S" + ino.encode())
 
 
+# vector 2's envelope, up to DATA
+V2_COMMANDS = cmds(
+    "EHLO [127.0.0.1]",
+    "MAIL FROM:<> SIZE=1234 BODY=8BITMIME RET=hdrs ENVID=QQ+2B123",
+    "RCPT TO:<bob@example.net> NOTIFY=success,failure ORCPT=rfc822;Bob+40example.net",
+    'RCPT TO:<"carol smith"@example.net>',
+    "RCPT TO:<@relay.example:dave@example.net> NOTIFY=NEVER",
+    "DATA",
+)
+
+
 def test_vector2_null_sender_dsn_body_edges(tmp_path: Path) -> None:
     h = env(tmp_path)
     r = h.run(
-        *cmds(
-            "EHLO [127.0.0.1]",
-            "MAIL FROM:<> SIZE=1234 BODY=8BITMIME RET=hdrs ENVID=QQ+2B123",
-            "RCPT TO:<bob@example.net> NOTIFY=success,failure ORCPT=rfc822;Bob+40example.net",
-            'RCPT TO:<"carol smith"@example.net>',
-            "RCPT TO:<@relay.example:dave@example.net> NOTIFY=NEVER",
-            "DATA",
-        ),
+        *V2_COMMANDS,
         V2_RAW_HEAD + V2_RAW_BARE + V2_RAW_END,
     )
     # README decision: in a network session a bare LF or bare CR refuses the message
@@ -117,14 +121,7 @@ def test_vector2_envelope_with_clean_body(tmp_path: Path) -> None:
     """Vector 2's envelope and every CR LF-clean body edge case, byte for byte."""
     h = env(tmp_path)
     r = h.run(
-        *cmds(
-            "EHLO [127.0.0.1]",
-            "MAIL FROM:<> SIZE=1234 BODY=8BITMIME RET=hdrs ENVID=QQ+2B123",
-            "RCPT TO:<bob@example.net> NOTIFY=success,failure ORCPT=rfc822;Bob+40example.net",
-            'RCPT TO:<"carol smith"@example.net>',
-            "RCPT TO:<@relay.example:dave@example.net> NOTIFY=NEVER",
-            "DATA",
-        ),
+        *V2_COMMANDS,
         V2_RAW_HEAD + V2_RAW_END,
     )
     assert mask_spoolid(r.output).endswith(b"250 2.0.0 accepted; <spoolid>\r\n")

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import trustme
-from progkit import PROG, inetd_launch, program_env, read_reply, stop
+from progkit import PROG, inetd_launch, make_site, program_env, read_reply, stop
 
 
 @pytest.fixture
@@ -24,20 +24,11 @@ def site(tmp_path: Path) -> dict[str, Any]:
     srv = ca.issue_cert("mx.example.org", "127.0.0.1")
     srv.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
     srv.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
-    po = tmp_path / "po"
-    for d in ("public", "router", "freezer", "transport"):
-        (po / d).mkdir(parents=True)
-    (tmp_path / "db").mkdir()
-    from zmailer_smtpd.policy import db as pdb
-
-    pdb.write_db("btree", str(tmp_path / "db" / "smtp-policy.db"), [])
-    (tmp_path / "z.conf").write_bytes(
-        b"POSTOFFICE=%s\nMAILSHARE=%s\nMAILVAR=%s\n" % (bytes(po), bytes(tmp_path), bytes(tmp_path)))
-    (tmp_path / "smtpserver.conf").write_bytes(
+    make_site(tmp_path, empty_db=True, conf=(
         b"PARAM policydb btree $MAILVAR/db/smtp-policy\nPARAM use-tls\n"
         b"PARAM tls-cert-file $MAILVAR/cert.pem\nPARAM tls-key-file $MAILVAR/key.pem\n"
-        b"PARAM rcvd-tls-mode\n*       ve\n")
-    return {"dir": tmp_path, "ca": ca, "po": po}
+        b"PARAM rcvd-tls-mode\n*       ve\n"))
+    return {"dir": tmp_path, "ca": ca, "po": tmp_path / "po"}
 
 
 def _start(site: dict[str, Any], mode: str) -> tuple[socket.socket, subprocess.Popen[bytes]]:
