@@ -32,12 +32,11 @@ class RecordingDaemon(server.Daemon):
         super().__init__(_Opts(), cfg, ZEnv.from_bytes(b""))
         self.forked: list[tuple[tuple[Any, ...], int, int]] = []
 
-    def _fork_child(self, conn: socket.socket, peer: tuple[Any, ...], ls: Any, kind: str,
-                    key: bytes, childcnt: int, sameip: int) -> None:
+    def _fork_child(self, f: server.ChildFacts, kind: str, key: bytes) -> None:
         pid = 900000 + len(self.forked)
         self.counts.add(pid, kind, key)
-        self.forked.append((peer, childcnt, sameip))
-        conn.close()
+        self.forked.append((f.peer, f.childcnt, f.sameip))
+        f.conn.close()
 
 
 @pytest.fixture()
@@ -184,7 +183,7 @@ def test_a_failing_waiting_connection_does_not_take_the_parent_down(rig: Any) ->
     d, lsock, clients = rig
     _busy_child_and_waiting(d, lsock, clients)
     # a listener the daemon no longer has (another configuration's group)
-    d.waiting[0].listener = server.Listener(d.listeners[0].spec, lsock, Settings.from_values({}))
+    d.waiting[0].facts.listener = server.Listener(d.listeners[0].spec, lsock, Settings.from_values({}))
     idle_end = _worker(d, 7, idle=True)
     d._serve_waiting()  # _hand_over cannot name the listener: logged, closed, parent goes on
     idle_end.close()

@@ -367,13 +367,9 @@ class Waiting:
     """An accepted, counted connection waiting (FORK_WAIT at most) for a child to go idle."""
 
     token: int  # its key in Counts.children until a child has it: negative, never a pid
-    conn: socket.socket
-    peer: tuple[Any, ...]
-    listener: Listener
+    facts: ChildFacts
     kind: str
     key: bytes
-    childcnt: int
-    sameip: int
     until: float
 
 
@@ -871,15 +867,16 @@ class Daemon:
             self.log.note(b"refused %s: load average over %d" % (who, self.max_load))
             self._refuse(conn, loadavg.reply(esc))
             return
-        if self.idle and self._hand_over(conn, peer, ls, kind, key, childcnt, sameip):
+        facts = ChildFacts(conn, peer, ls, childcnt, sameip)
+        if self.idle and self._hand_over(facts, kind, key):
             return
         if self._may_wait():
             self._token -= 1
             self.counts.add(self._token, kind, key)  # counted from now on, like a forked one
-            self.waiting.append(Waiting(self._token, conn, peer, ls, kind, key, childcnt, sameip,
+            self.waiting.append(Waiting(self._token, facts, kind, key,
                                         time.monotonic() + FORK_WAIT))
             return
-        self._fork_child(conn, peer, ls, kind, key, childcnt, sameip)
+        self._fork_child(facts, kind, key)
 
     def _may_wait(self) -> bool:
         """Whether a new connection should wait a moment for a busy child to finish.
@@ -910,13 +907,11 @@ class Daemon:
             del self.waiting[0]
             self.counts.remove(p.token)
             try:
-                if self.idle and self._hand_over(p.conn, p.peer, p.listener, p.kind, p.key,
-                                                 p.childcnt, p.sameip):
+                if self.idle and self._hand_over(p.facts, p.kind, p.key):
                     continue
-                self._fork_child(p.conn, p.peer, p.listener, p.kind, p.key, p.childcnt,
-                                 p.sameip)
+                self._fork_child(p.facts, p.kind, p.key)
             except Exception:  # the parent survives whatever one connection does
-                p.conn.close()
+                p.facts.conn.close()
                 self.log.note(b"waiting connection: "
                               + traceback.format_exc().encode(errors="replace"))
 
@@ -924,42 +919,31 @@ class Daemon:
         """Shutdown: waiting connections are closed, as the listen queue's are."""
         for p in self.waiting:
             self.counts.remove(p.token)
-            p.conn.close()
+            p.facts.conn.close()
         self.waiting = []
 
-    def _hand_over(
-        self, conn: socket.socket, peer: tuple[Any, ...], ls: Listener, kind: str, key: bytes,
-        childcnt: int, sameip: int,
-    ) -> bool:
+    def _hand_over(self, f: ChildFacts, kind: str, key: bytes) -> bool:
         """Give the connection to the most recently idle child; False if none took it.
 
         The message names the listener, the counts and the peer address (what
         accept() told us: the child need not ask the socket again).
         """
-        msg = b"%d %d %d %s %d" % (self.listeners.index(ls), childcnt, sameip,
-                                   str(peer[0]).encode(), int(peer[1]))
+        msg = b"%d %d %d %s %d" % (self.listeners.index(f.listener), f.childcnt, f.sameip,
+                                   str(f.peer[0]).encode(), int(f.peer[1]))
         while self.idle:
             w = self.idle.pop()  # the newest: its pages are the warmest
             try:
-                socket.send_fds(w.chan, [msg], [conn.fileno()])
+                socket.send_fds(w.chan, [msg], [f.conn.fileno()])
             except OSError:  # it died or is exiting: the reap collects it
                 self._retire(w)
                 continue
             self.counts.add(w.pid, kind, key)
-            conn.close()
+            f.conn.close()
             return True
         return False
 
-    def _fork_child(
-        self,
-        conn: socket.socket,
-        peer: tuple[Any, ...],
-        ls: Listener,
-        kind: str,
-        key: bytes,
-        childcnt: int,
-        sameip: int,
-    ) -> None:
+    def _fork_child(self, f: ChildFacts, kind: str, key: bytes) -> None:
+        conn = f.conn
         chan = mine = None
         if self.child_max_sessions > 1:
             try:
@@ -981,7 +965,7 @@ class Daemon:
         if pid == 0:
             if mine is not None:
                 mine.close()
-            self.child(ChildFacts(conn, peer, ls, childcnt, sameip), chan)  # never returns
+            self.child(f, chan)  # never returns
         self.counts.add(pid, kind, key)
         conn.close()
         if mine is not None and chan is not None:
@@ -1234,7 +1218,7 @@ class Daemon:
         self.workers = {}
         self.idle = []
         for p in self.waiting:
-            p.conn.close()  # the parent's: another child gets them
+            p.facts.conn.close()  # the parent's: another child gets them
         self.waiting = []
         if self.tracker is not None:
             self.tracker.close()  # the child keeps only its address (ctx.extra["ratetracker"])

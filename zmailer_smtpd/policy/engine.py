@@ -397,7 +397,7 @@ class PolicySession:
         nbits = len(packed) * 8
         req = set(self._req)
         assert self.db is not None
-        probe = getattr(self.db, "probe", self.db.get) if self._debug is None else None
+        probe = self.db.probe if self._debug is None else None
         for key in pdb.ip_walk(packed):
             if probe is not None and probe(key) is None:
                 continue  # untraced, a missing key changes nothing the next _resolve keeps
