@@ -14,8 +14,10 @@ def test_unknown_name_falls_back_to_itself() -> None:
     assert hostname.canonical_name("no-such-host.invalid") == "no-such-host.invalid"
 
 
-def test_localhost_is_canonical() -> None:
-    assert hostname.canonical_name("localhost") == "localhost"
+def test_an_alias_gives_its_canonical_name() -> None:
+    """t/dns/hosts (the test namespace's /etc/hosts): ``127.0.0.2 hosts-client.example hc.example``."""
+    assert hostname.canonical_name("hc.example") == "hosts-client.example"
+    assert hostname.canonical_name("hosts-client.example") == "hosts-client.example"
 
 
 def test_myhostname_is_node_or_its_canonical_name_and_cached() -> None:
@@ -37,11 +39,11 @@ def test_eai_again_is_retried_up_to_five_times(monkeypatch: pytest.MonkeyPatch) 
         calls.append(1)
         if len(calls) < 3:
             raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure")
-        return real("localhost", None, socket.AF_UNSPEC, socket.SOCK_STREAM, 0,
+        return real("hc.example", None, socket.AF_UNSPEC, socket.SOCK_STREAM, 0,
                     socket.AI_CANONNAME)
 
     monkeypatch.setattr(socket, "getaddrinfo", flaky)
-    assert hostname.canonical_name("whatever") == "localhost"
+    assert hostname.canonical_name("whatever") == "hosts-client.example"
     assert len(calls) == 3
 
     calls.clear()

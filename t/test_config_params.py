@@ -145,7 +145,7 @@ def test_extension_keywords() -> None:
     assert c.last_group().get("child-max-sessions") == 1  # the minimum: one session per child
     assert c.last_group().get("child-max-idle") == 5
     d = Settings.from_values()
-    assert (d.get("child-max-sessions"), d.get("child-max-idle")) == (100, 60)
+    assert (d.get("child-max-sessions"), d.get("child-max-idle")) == (1000, 60)
 
 
 def test_display_spellings_are_keywords() -> None:

@@ -7,7 +7,7 @@ import os
 import random
 from pathlib import Path
 
-from zmailer_smtpd import proctitle, received
+from zmailer_smtpd import proctitle, received, rfc821
 from zmailer_smtpd.config import Settings
 from zmailer_smtpd.policy import db as pdb
 from zmailer_smtpd.policy.engine import _client_ip
@@ -76,3 +76,69 @@ def test_title_fast_path_agrees_with_the_substitution() -> None:
         text = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 10)))
         assert proctitle.title_text(b"[1.2.3.4]", text) == proctitle._CONTROL.sub(
             "?", "<[1.2.3.4] " + text)
+
+
+def _q_loop(x: bytes) -> bytes:
+    out = bytearray(b'"')
+    for b in x:
+        if b < 0x20 or b > 0x7E:
+            out += b"\\%03o" % b
+        elif b in b'"\\()':
+            out += b"\\" + bytes((b,))
+        else:
+            out.append(b)
+    return bytes(out + b'"')
+
+
+def _xtext_loop(x: bytes) -> bytes:
+    out = bytearray()
+    for b in x:
+        out += bytes((b,)) if 0x21 <= b <= 0x7E and b not in (0x2B, 0x3D) else b"+%02X" % b
+    return bytes(out)
+
+
+def _byte_strings(seed: int) -> list[bytes]:
+    """Every single byte, then random strings biased to the plain printable range."""
+    rnd = random.Random(seed)
+    out = [bytes((b,)) for b in range(256)] + [b"", b"alice@example.net", b"bench.client"]
+    for _ in range(2000):
+        n = rnd.randint(0, 12)
+        out.append(bytes(rnd.choice((rnd.randint(0x20, 0x7E), rnd.randint(0, 255)))
+                         for _ in range(n)))
+    return out
+
+
+def test_q_and_xtext_plain_fast_paths_agree_with_the_byte_loops() -> None:
+    for x in _byte_strings(5):
+        assert received.q(x) == _q_loop(x), x
+        assert received.xtext(x) == _xtext_loop(x), x
+        assert received.q(bytearray(x)) == _q_loop(x) and type(received.q(bytearray(x))) is bytes
+
+
+def _name_loop(st: rfc821.ScanState, buf: bytes, s: int) -> tuple[int, bool]:
+    """rfc821._name's byte loop, as it was before the regex step."""
+    at = rfc821._at
+    c = at(buf, s)
+    if c == 0:
+        return s, False
+    if not rfc821._CLASS[c] & rfc821._ALNUM:
+        st.error_pos, st.error_text = s, rfc821.E_NAME
+        return s, False
+    p, has_alpha = s, False
+    while rfc821._CLASS[c] & rfc821._ALNUM or c == 0x2D:
+        has_alpha = has_alpha or bool(rfc821._CLASS[c] & rfc821._ALPHA) or c == 0x2D
+        p += 1
+        c = at(buf, p)
+    return p, has_alpha
+
+
+def test_domain_label_regex_agrees_with_the_byte_loop() -> None:
+    alphabet = b"aZ09-._\x00\x80 >@["
+    rnd = random.Random(11)
+    cases = [bytes(rnd.choice(alphabet) for _ in range(rnd.randint(0, 8))) for _ in range(3000)]
+    cases += [bytes((b,)) + b"x-1" for b in range(256)]
+    for buf in cases:
+        for s in range(-1, len(buf) + 2):
+            a, b = rfc821.ScanState(), rfc821.ScanState()
+            assert rfc821._name(a, buf, s) == _name_loop(b, buf, s), (buf, s)
+            assert (a.error_pos, a.error_text) == (b.error_pos, b.error_text), (buf, s)

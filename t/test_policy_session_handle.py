@@ -27,6 +27,23 @@ def test_handle_kept_while_the_file_is_unchanged(tmp_path: Path) -> None:
     assert b.get(dot) is not None and b.get(dot) == a.get(dot)
 
 
+def test_answers_of_an_unchanged_file_are_remembered(tmp_path: Path) -> None:
+    """The kept handle's answers (found or missing) are the file's: asked once, then remembered."""
+    path = str(build_policy(tmp_path / "db"))
+    a, _ = pdb.open_session_db("btree", path)
+    assert a is not None
+    memo = pdb._session_handles[a.filename][3]
+    dot = pdb.string_key(pdb.K_DOMAIN, b".")
+    none = pdb.string_key(pdb.K_DOMAIN, b"not-there.example")
+    assert (a.get(dot), a.probe(none)) == (a._db.get(dot), None)  # type: ignore[attr-defined]
+    assert memo == {dot: a._db.get(dot), none: None}  # type: ignore[attr-defined]
+    b, _ = pdb.open_session_db("btree", path)
+    assert b is not None and b.get(dot) == memo[dot]
+    for i in range(memo.MAX + 5):  # bounded: a full memo starts again
+        b.probe(pdb.string_key(pdb.K_DOMAIN, b"d%d.example" % i))
+    assert len(memo) <= memo.MAX
+
+
 def test_rebuilt_file_is_reopened(tmp_path: Path) -> None:
     path = str(build_policy(tmp_path / "db"))
     a, _ = pdb.open_session_db("btree", path)
@@ -45,8 +62,8 @@ def test_handle_of_another_process_is_not_used(tmp_path: Path) -> None:
     a, _ = pdb.open_session_db("btree", path)
     assert a is not None
     fn = a.filename
-    pid, ident, handle = pdb._session_handles[fn]
-    pdb._session_handles[fn] = (pid + 1, ident, handle)  # as a forked child would find it
+    pid, ident, handle, memo = pdb._session_handles[fn]
+    pdb._session_handles[fn] = (pid + 1, ident, handle, memo)  # as a forked child would find it
     b, _ = pdb.open_session_db("btree", path)
     assert b is not None and b._db is not handle
     # not closed by us (a closed bsddb3 handle raises): still the other process's to use

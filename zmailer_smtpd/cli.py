@@ -460,6 +460,12 @@ def complete_context(ctx: Any, opts: Options, zenv: ZEnv) -> Any:
 def _same_addr(a: str, b: str) -> bool:
     import ipaddress
 
+    if a == b and "%" not in a:  # the usual match, without two ipaddress objects
+        try:
+            socket.inet_pton(socket.AF_INET6 if ":" in a else socket.AF_INET, a)
+        except OSError:
+            return False
+        return True
     try:
         return ipaddress.ip_address(a) == ipaddress.ip_address(b)
     except ValueError:
@@ -470,22 +476,25 @@ def resolve_client(ctx: Any) -> None:
     """setrhostname (§3.7 step 3): PTR name, its forward check (F1/F2), the F4 test.
 
     The PTR name is used even when the forward check fails; without one the
-    session shows the address literal.  DNS goes through the one resolver
-    (``PARAM dns-nameservers`` or /etc/resolv.conf).
+    session shows the address literal.  As 3.0.1's gethostbyaddr and
+    getaddrinfo, these lookups ask /etc/hosts and DNS in nsswitch.conf's
+    order (hostsfile.py); DNS goes through the one resolver (``PARAM
+    dns-nameservers`` or /etc/resolv.conf).
     """
     from zmailer_smtpd import received
     from zmailer_smtpd.dnsresolve import Resolver, TempFail
+    from zmailer_smtpd.hostsfile import SYSTEM as names
 
     addr = ctx.peer_addr
     v6 = ":" in addr
     resolver = Resolver.from_param(ctx.settings.get("dns-nameservers"))
     flags = received.RhostFlags()
-    name = resolver.ptr(addr)
+    name = names.name_of(resolver, addr)
     if name:
         flags.rdns = "OK"
         ctx.rhostname = name.encode("latin-1", "replace")
         try:
-            found = resolver.addresses(name, ipv6=v6)
+            found = names.addresses_of(resolver, name, ipv6=v6)
         except TempFail:
             found = []
         if any(_same_addr(a, addr) for a in found):
@@ -496,7 +505,7 @@ def resolve_client(ctx: Any) -> None:
 
     def helo_resolves(arg: bytes) -> bool:
         try:
-            found = resolver.addresses(arg.decode("latin-1"), ipv6=v6)
+            found = names.addresses_of(resolver, arg.decode("latin-1"), ipv6=v6)
         except (TempFail, ValueError, UnicodeError):
             return False
         return any(_same_addr(a, addr) for a in found)

@@ -258,7 +258,7 @@ PARAMS: tuple[Param, ...] = (
     _p("session-timeout", INT, GROUP, 3600,
        "Overall deadline of one daemon session in seconds, 0 = none (zmailer_smtpd extension).",
        args="SECS", minimum=0),
-    _p("child-max-sessions", INT, GLOBAL, 100,
+    _p("child-max-sessions", INT, GLOBAL, 1000,
        "Sessions one daemon child serves, one after another, before it exits; 1 = a new"
        " child for every connection (zmailer_smtpd extension).", args="N", minimum=1),
     _p("child-max-idle", INT, GLOBAL, 60,

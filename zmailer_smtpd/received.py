@@ -9,6 +9,7 @@ returned without the record keyword (SpoolFile.record() adds it and the SP).
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from dataclasses import dataclass
 
@@ -16,8 +17,15 @@ NONE = b"<none>"
 _SPECIALS = frozenset(b'"\\()')
 
 
+# bytes q() and xtext() copy as they are: most values are all such bytes, one regex step
+_Q_PLAIN = re.compile(rb'[\x20\x21\x23-\x27\x2a-\x5b\x5d-\x7e]*')
+_XTEXT_PLAIN = re.compile(rb"[\x21-\x2a\x2c-\x3c\x3e-\x7e]*")
+
+
 def q(x: bytes) -> bytes:
     """Comment quoting Q() of §5.4: quotes, backslash before ``" \\ ( )``, octal for the rest."""
+    if _Q_PLAIN.fullmatch(x):
+        return b'"' + x + b'"'
     out = bytearray(b'"')
     for b in x:
         if b < 0x20 or b > 0x7E:
@@ -32,6 +40,8 @@ def q(x: bytes) -> bytes:
 
 def xtext(x: bytes) -> bytes:
     """RFC 3461 xtext with uppercase hex, as INRCPT/INFROM/default ORCPT use (§5.4)."""
+    if _XTEXT_PLAIN.fullmatch(x):
+        return bytes(x)
     out = bytearray()
     for b in x:
         if 0x21 <= b <= 0x7E and b not in (0x2B, 0x3D):

@@ -44,6 +44,7 @@ from __future__ import annotations
 import array
 import errno
 import gc
+import importlib
 import os
 import resource
 import selectors
@@ -70,7 +71,12 @@ FORK_WAIT = 0.002  # all children busy: how long a new connection waits for one 
 DRAIN_SECONDS = 30.0  # SIGTERM: how long running sessions may go on
 DRAIN_TERM_SECONDS = 10.0  # after SIGTERM to the children, how long to wait for them
 SESSION_TIMEOUT = 3600  # default overall session deadline (PARAM session-timeout)
-CHILD_MAX_SESSIONS = 100  # sessions one child serves (PARAM child-max-sessions; Postfix's max_use)
+# signal.signal, minus its wrapper's conversion of the old handler into an enum
+# (it raises and catches ValueError, ~2 µs): a child sets three per session
+_raw_signal = importlib.import_module("_signal")
+_set_handler: Callable[[int, Any], object] = _raw_signal.signal
+_SIG_DFL: int = _raw_signal.SIG_DFL  # the C module's own; signal.SIG_DFL is an enum it refuses
+CHILD_MAX_SESSIONS = 1000  # sessions one child serves (PARAM child-max-sessions); see params.py
 CHILD_MAX_IDLE = 60  # seconds an idle child waits for a connection (PARAM child-max-idle)
 SESSION_DONE = b"D"  # child -> parent: my session has ended, give me the next
 # modules a session imports when it first needs them: import them once in the parent
@@ -680,7 +686,6 @@ class Daemon:
             # imported now, but self.runner stays None: it marks the real session,
             # whose collaborators _child_session sets up (_session_facts)
             from . import session  # noqa: F401
-        import importlib
 
         names = PRELOAD + (PRELOAD_TLS if self._tls_possible() else ())
         for name in names:
@@ -1250,7 +1255,7 @@ class Daemon:
         served = 1
         limit = self.child_max_sessions
         while served < limit:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            _set_handler(signal.SIGTERM, _SIG_DFL)
             signal.alarm(0)
             try:
                 chan.send(SESSION_DONE)
@@ -1317,8 +1322,8 @@ class Daemon:
             log.note(b"session did not end %d s after its deadline; exiting" % HARD_GRACE)
             raise SessionDeadline()
 
-        signal.signal(signal.SIGTERM, on_term)
-        signal.signal(signal.SIGALRM, on_alarm)
+        _set_handler(signal.SIGTERM, on_term)
+        _set_handler(signal.SIGALRM, on_alarm)
         if deadline > 0:
             signal.alarm(deadline)
         proctitle.set_title(rhostaddr, proctitle.CONNECTED)

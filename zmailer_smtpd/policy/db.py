@@ -269,15 +269,17 @@ class PolicyDB:
     outlives this session; close() then only lets go of it.
     """
 
-    def __init__(self, handle: object, filename: str, *, shared: bool = False) -> None:
+    def __init__(self, handle: object, filename: str, *, shared: bool = False,
+                 memo: _Memo | None = None) -> None:
         self._db = handle
         self.filename = filename
         self.shared = shared
-        self.probe: Callable[[bytes], bytes | None] = handle.get  # type: ignore[attr-defined]
+        self.probe: Callable[[bytes], bytes | None] = (
+            handle.get if memo is None else memo.__getitem__)  # type: ignore[attr-defined]
 
     def get(self, key: bytes) -> bytes | None:
         """The value of ``key`` or None."""
-        return self._db.get(key)  # type: ignore[attr-defined, no-any-return]
+        return self.probe(key)
 
     def items(self) -> list[tuple[bytes, bytes]]:
         """All records in database order (for dumps and tests)."""
@@ -311,8 +313,28 @@ def open_db(dbtype: str | None, path: str | None) -> tuple[PolicyDB | None, int]
     return PolicyDB(handle, fn), 0
 
 
-# file name -> (pid, (dev, inode, mtime, size) when opened, handle): see open_session_db
-_session_handles: dict[str, tuple[int, tuple[int, int, int, int], object]] = {}
+class _Memo(dict[bytes, "bytes | None"]):
+    """Answers of one unchanged read-only database file, kept for a child's next sessions.
+
+    The same clients come back, and a connect-time address walk asks up to 33
+    keys; a dict hit costs a fraction of a Berkeley DB lookup.
+    """
+
+    MAX = 4096
+
+    def __init__(self, handle: object) -> None:
+        super().__init__()
+        self.lookup: Callable[[bytes], bytes | None] = handle.get  # type: ignore[attr-defined]
+
+    def __missing__(self, key: bytes) -> bytes | None:
+        if len(self) >= self.MAX:
+            self.clear()
+        value = self[key] = self.lookup(key)
+        return value
+
+
+# file name -> (pid, (dev, inode, mtime, size) when opened, handle, its answers): open_session_db
+_session_handles: dict[str, tuple[int, tuple[int, int, int, int], object, _Memo]] = {}
 _SESSION_HANDLES_MAX = 4
 
 
@@ -323,7 +345,8 @@ def open_session_db(dbtype: str | None, path: str | None) -> tuple[PolicyDB | No
     ~6 % of a session.  The handle is reused only in the process that opened
     it and while the file is the same one, unchanged (device, inode, mtime,
     size): zmailer-policy-builder renames a new file into place, so the next
-    session sees a rebuilt policy as it did with one open per session.
+    session sees a rebuilt policy as it did with one open per session.  So
+    are the answers it gave (``_Memo``): they are those of the same file.
     """
     if not dbtype or not path or dbtype.lower() not in DBTYPES:
         return None, 1
@@ -336,10 +359,10 @@ def open_session_db(dbtype: str | None, path: str | None) -> tuple[PolicyDB | No
     pid = os.getpid()
     cached = _session_handles.pop(fn, None)
     if cached is not None:
-        cpid, cident, handle = cached
+        cpid, cident, handle, memo = cached
         if cpid == pid and cident == ident:
             _session_handles[fn] = cached
-            return PolicyDB(handle, fn, shared=True), 0
+            return PolicyDB(handle, fn, shared=True, memo=memo), 0
         if cpid == pid:  # another process's handle (inherited) is not ours to close
             handle.close()  # type: ignore[attr-defined]
     db, status = open_db(dbtype, path)
@@ -347,10 +370,12 @@ def open_session_db(dbtype: str | None, path: str | None) -> tuple[PolicyDB | No
         db.shared = True
         while len(_session_handles) >= _SESSION_HANDLES_MAX:  # one per policydb file in use
             old = next(iter(_session_handles))
-            opid, _, ohandle = _session_handles.pop(old)
+            opid, _, ohandle, _ = _session_handles.pop(old)
             if opid == pid:
                 ohandle.close()  # type: ignore[attr-defined]
-        _session_handles[fn] = (pid, ident, db._db)
+        memo = _Memo(db._db)
+        _session_handles[fn] = (pid, ident, db._db, memo)
+        db = PolicyDB(db._db, fn, shared=True, memo=memo)
     return db, status
 
 

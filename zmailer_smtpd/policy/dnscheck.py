@@ -46,9 +46,18 @@ class SelfAddrs:
     def __init__(self, addrs: Iterable[str] | None) -> None:
         self.known = addrs is not None
         self.addrs = {ipaddress.ip_address(a) for a in (addrs or ())}
+        self._seen: dict[str, int] = {}  # a daemon child's SelfAddrs meets the same clients again
 
     def test(self, ip: str) -> int:
         """2 for 127/8 (and ::1), 3 for 0/8 and > 223, 1 for ours, else 0."""
+        r = self._seen.get(ip)
+        if r is None:
+            r = self._test(ip)
+            if len(self._seen) < 1024:
+                self._seen[ip] = r
+        return r
+
+    def _test(self, ip: str) -> int:
         if not self.known:
             return 0
         a = ipaddress.ip_address(ip)
