@@ -148,8 +148,9 @@ class Resolver:
             except (dns.exception.Timeout, OSError, dns.exception.DNSException) as e:
                 last = f"{srv.host}:{srv.port}: {e.__class__.__name__}"
                 continue
-            if r.rcode() in (dns.rcode.SERVFAIL, dns.rcode.REFUSED, dns.rcode.NOTIMP):
-                last = f"{srv.host}:{srv.port}: {dns.rcode.to_text(dns.rcode.Rcode.make(r.rcode()))}"
+            failed = _RETRY_RCODES.get(r.rcode())
+            if failed is not None:
+                last = f"{srv.host}:{srv.port}: {failed}"
                 continue
             return r
         raise TempFail(last)
@@ -220,6 +221,8 @@ def _reverse_name(ip: str) -> str:
     return str(dns.reversename.from_address(ip).to_text())
 
 
+# answers that send the query to the next server (and, from the last, make TempFail)
+_RETRY_RCODES = {int(c): c.name for c in (dns.rcode.SERVFAIL, dns.rcode.REFUSED, dns.rcode.NOTIMP)}
 _HEADER = struct.Struct("!HHHHHH")
 _TC = int(dns.flags.TC)  # a plain int: IntFlag's & builds a new enum member each time
 
