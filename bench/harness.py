@@ -791,8 +791,10 @@ def main(argv: list[str]) -> int:
     base = Path(tempfile.mkdtemp(prefix="zmbench.", dir=args.workdir or "/var/tmp"))
     os.chmod(base, 0o755)
     # ext4's Orlov allocator puts each run's directory (and so its spool or queue
-    # files) in a block group of its own when the parent is marked a top directory:
-    # one run's deleted files then cannot slow the next run's creates (see below)
+    # files) in a block group of its own when the parent is marked a top directory.
+    # On an ext4 without a journal (this VM's root) every file create skips, one by
+    # one, the inodes of its group deleted in the last minutes (recently_deleted()):
+    # one run's removed files would otherwise slow the next run's spool or queue.
     subprocess.run(["chattr", "+T", str(base)], capture_output=True, check=False)
     results: list[Result] = []
     machine = machine_line()
@@ -806,8 +808,12 @@ def main(argv: list[str]) -> int:
                 for name in args.server_list:
                     runs: list[Result] = []
                     for i in range(args.repeat):
-                        work = base / f"{sc.name.replace('/', '')}-{name}-{i}"
-                        work.mkdir()
+                        # a random name: ext4 places a top directory's child by a hash of
+                        # its name, and a fixed name would land where the last bench run's
+                        # removed files were (see chattr +T above)
+                        work = Path(tempfile.mkdtemp(
+                            prefix=f"{sc.name.replace('/', '')}-{name}-{i}.", dir=base))
+                        os.chmod(work, 0o755)
                         current = CLASSES[name](work)
                         print(f"bench: {sc.name} ({sc.what}), {n} messages -> {name} ...",
                               end="", flush=True)
@@ -820,11 +826,12 @@ def main(argv: list[str]) -> int:
                         finally:
                             current.stop()
                             current = None
-                            # The run's files stay until the end.  On an ext4 without a
-                            # journal (this VM's root), every file create skips the inodes
-                            # of its block group deleted in the last minutes, one by one
-                            # (recently_deleted()): removing a run's thousands of files
-                            # would slow the next run's spool or queue, whichever it is.
+                            # Removed at once: kept, a run's files would crowd the page
+                            # cache for the next runs.  The next run's files are in
+                            # another block group (chattr +T above), so the inodes freed
+                            # here do not slow its creates.
+                            if not args.keep:
+                                shutil.rmtree(work, ignore_errors=True)
                         runs.append(r)
                         if r.error:
                             break

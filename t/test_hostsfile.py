@@ -75,7 +75,7 @@ def _service(tmp_path: Path, hosts: str, nss: str | None) -> NameService:
     (tmp_path / "hosts").write_text(hosts)
     if nss is not None:
         (tmp_path / "nsswitch.conf").write_text(nss)
-    return NameService(str(tmp_path / "hosts"), str(tmp_path / "nsswitch.conf"))
+    return NameService(str(tmp_path / "hosts"), str(tmp_path / "nsswitch.conf"), recheck=0)
 
 
 def test_files_before_dns_the_hosts_name_wins(tmp_path: Path) -> None:
@@ -119,6 +119,17 @@ def test_a_changed_hosts_file_is_read_again(tmp_path: Path) -> None:
     (tmp_path / "nsswitch.conf").write_text("hosts: dns\n")
     (tmp_path / "hosts").write_text("127.0.0.2 from-file.example\n")
     assert names.name_of(NS, "127.0.0.2") == "dns-client.example"
+
+
+def test_a_change_is_seen_within_the_recheck_interval(tmp_path: Path) -> None:
+    (tmp_path / "hosts").write_text("127.0.0.9 old.example\n")
+    (tmp_path / "nsswitch.conf").write_text("hosts: files\n")
+    names = NameService(str(tmp_path / "hosts"), str(tmp_path / "nsswitch.conf"), recheck=3600)
+    assert names.name_of(NS, "127.0.0.9") == "old.example"
+    (tmp_path / "hosts").write_text("127.0.0.9 new-name.example\n")
+    assert names.name_of(NS, "127.0.0.9") == "old.example"  # not looked at again yet
+    names._hosts.checked -= 3600
+    assert names.name_of(NS, "127.0.0.9") == "new-name.example"
 
 
 def test_a_dns_failure_is_temporary_only_when_no_source_found_it(tmp_path: Path) -> None:

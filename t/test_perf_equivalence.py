@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import random
+import time
 from pathlib import Path
 
 from zmailer_smtpd import proctitle, received, rfc821
@@ -142,3 +143,26 @@ def test_domain_label_regex_agrees_with_the_byte_loop() -> None:
             a, b = rfc821.ScanState(), rfc821.ScanState()
             assert rfc821._name(a, buf, s) == _name_loop(b, buf, s), (buf, s)
             assert (a.error_pos, a.error_text) == (b.error_pos, b.error_text), (buf, s)
+
+
+def test_rfc822_date_kept_second_follows_time_and_zone() -> None:
+    from zmailer_smtpd import sessionlog
+
+    rnd = random.Random(2)
+    for now in [0.0, 0.5, 0.9, 1.0, 86399.999] + [rnd.uniform(0, 2e9) for _ in range(300)]:
+        for _ in range(2):  # the second ask comes from the kept text
+            assert sessionlog.rfc822_date(now) == sessionlog._rfc822_date(now), now
+    now = 1_700_000_000.0
+    saved = os.environ.get("TZ")
+    try:
+        for tz in ("UTC", "EST5EDT", "Asia/Kolkata", "UTC"):
+            os.environ["TZ"] = tz
+            time.tzset()
+            assert sessionlog.rfc822_date(now) == sessionlog._rfc822_date(now), tz
+        assert sessionlog.rfc822_date(now).endswith(b" +0000")
+    finally:
+        if saved is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = saved
+        time.tzset()

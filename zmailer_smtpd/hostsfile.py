@@ -7,8 +7,8 @@ program (Postfix too), and such a lookup costs no DNS query.  Only these
 lookups go through here: the client's name, its forward check and the HELO
 comparison.  The policy's DNS tests (MX, TXT, RBL zones) stay raw DNS.
 
-Both files are read again when they change (a stat per lookup), as glibc
-reads /etc/hosts for every lookup.  Sources other than ``files`` and ``dns``
+Both files are read again when they change (a stat at most once a second),
+as glibc reads /etc/hosts for every lookup.  Sources other than ``files`` and ``dns``
 are skipped; ``[ACTION]`` items are not interpreted: a source that finds
 nothing passes the lookup on to the next one, a source that finds something
 ends it (glibc's defaults).
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from typing import Protocol
 
 from .dnsresolve import TempFail
@@ -26,6 +27,7 @@ HOSTS = "/etc/hosts"
 NSSWITCH = "/etc/nsswitch.conf"
 # glibc's order without a hosts: line (its "dns [!UNAVAIL=return] files", actions aside)
 DEFAULT_SOURCES = ("dns", "files")
+RECHECK = 1.0  # seconds between looks at whether a file changed
 
 
 class DnsLookups(Protocol):
@@ -99,14 +101,24 @@ def parse_sources(text: str) -> tuple[str, ...]:
 
 
 class _Watched:
-    """A file's parsed content, parsed again when its inode, size or mtime change."""
+    """A file's text, read again when its inode, size or mtime change.
 
-    def __init__(self, path: str) -> None:
+    Looked at (stat) at most every ``recheck`` seconds: a session asks
+    several times within one.
+    """
+
+    def __init__(self, path: str, recheck: float) -> None:
         self.path = path
+        self.recheck = recheck
+        self.checked = -1e9  # monotonic time of the last stat
         self.key: tuple[int, int, int] | None = None
         self.text = ""
 
     def read(self) -> str:
+        now = time.monotonic()
+        if now - self.checked < self.recheck:
+            return self.text
+        self.checked = now
         try:
             st = os.stat(self.path)
         except OSError:
@@ -126,9 +138,10 @@ class _Watched:
 class NameService:
     """gethostbyaddr / getaddrinfo over /etc/hosts and a resolver, in nsswitch order."""
 
-    def __init__(self, hosts: str = HOSTS, nsswitch: str = NSSWITCH) -> None:
-        self._hosts = _Watched(hosts)
-        self._nss = _Watched(nsswitch)
+    def __init__(self, hosts: str = HOSTS, nsswitch: str = NSSWITCH, *,
+                 recheck: float = RECHECK) -> None:
+        self._hosts = _Watched(hosts, recheck)
+        self._nss = _Watched(nsswitch, recheck)
         self._table: tuple[str, HostsTable] = ("", HostsTable(""))
         self._sources: tuple[str, tuple[str, ...]] | None = None
 

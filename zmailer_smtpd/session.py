@@ -676,7 +676,9 @@ class Session:
     # ------------------------------------------------------------------ command loop (§4.4)
     def one_command(self) -> None:
         st = self.stream
-        if not (self.pipelining and st.pending()):
+        # Replies wait only for commands already read in: before our reply goes out
+        # a client that does not pipeline has sent nothing, so no poll for it.
+        if not (self.pipelining and st.buffered()):
             st.flush()
         if self.ctx.must_exit():
             self.ended = True

@@ -27,8 +27,26 @@ def make_tag(now: float, pid: int) -> bytes:
     return bytes(ALPHABET[v & 63] for v in vals)
 
 
+_last_date: tuple[object, bytes] = ((), b"")  # (second and zone, text): see rfc822_date
+
+
 def rfc822_date(now: float) -> bytes:
-    """``Mon, 6 Jan 2025 10:00:00 +0000`` in local time, day not padded (§4.2.1)."""
+    """``Mon, 6 Jan 2025 10:00:00 +0000`` in local time, day not padded (§4.2.1).
+
+    The text of the last second asked is kept: the greeting, the Received
+    header and the log ask for the same second several times per session,
+    and glibc's localtime() checks /etc/localtime each time.
+    """
+    global _last_date
+    key = (int(now), time.tzname, time.timezone)
+    if _last_date[0] == key:
+        return _last_date[1]
+    text = _rfc822_date(now)
+    _last_date = (key, text)
+    return text
+
+
+def _rfc822_date(now: float) -> bytes:
     t = time.localtime(int(now))
     off = t.tm_gmtoff or 0
     sign = "+" if off >= 0 else "-"
