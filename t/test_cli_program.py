@@ -334,7 +334,8 @@ def test_inetd_resolves_the_client_with_dns_nameservers_param(site: Path) -> Non
             b"PARAM dns-nameservers 127.0.0.1:%d\n*  ve\n" % port)
         client, proc = inetd_launch("-n", "-Z", str(site / "z.conf"), env=dict(os.environ))
         try:
-            assert read_reply(client).startswith(b"220 ")
+            # §4.2 step 3: the server side is 127.0.0.1 too, so it is client.example.net
+            assert read_reply(client).startswith(b"220 client.example.net ")
             client.sendall(b"HELO foo.example\r\n")
             assert read_reply(client).endswith(b' expected "HELO client.example.net"\r\n')
             client.sendall(b"QUIT\r\n")

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from test_daemon_clients import Smtpd, read_replies, smtpd  # noqa: F401  (fixture)
+from test_daemon_clients import ME, Smtpd, read_replies, smtpd  # noqa: F401  (fixture)
 
 from zmailer_smtpd.dnsresolve import Resolver, Server, TempFail
 from zmailer_smtpd.hostsfile import DEFAULT_SOURCES, HostsTable, NameService, parse_sources
@@ -179,6 +179,25 @@ def test_daemon_names_its_client_from_etc_hosts(smtpd: Callable[..., Smtpd]) -> 
     data = _session_from(d, "127.0.0.3", b"files-only.example")
     assert re.search(rb'^rcvdfrom files-only\.example \(\[127\.0\.0\.3\]:\d+ "HELO files-only\.example" '
                      rb"rhost-flags-OK-OK-OK-OK\)$", data, re.M), data
+
+
+def test_daemon_greets_with_the_name_of_the_address_the_client_reached(tmp_path: Path) -> None:
+    """protocol.md §4.2 step 3: myhostname is the local address's name (t/dns/hosts), per session."""
+    d = Smtpd(tmp_path)
+    d.conf.write_text(d.conf.read_text().replace(
+        f"PARAM BindSmtp [127.0.0.1] {d.port}\n",
+        f"PARAM BindSmtp [127.0.0.3] {d.port}\nPARAM BindSmtp [127.0.0.1] {d.port}\n"))
+    try:
+        d.start()
+        for addr, me in (("127.0.0.3", b"files-only.example"), ("127.0.0.1", ME)):
+            with socket.create_connection((addr, d.port), timeout=30) as s:
+                assert read_replies(s, 1)[0].startswith(b"220 " + me + b" "), addr
+                s.sendall(b"HELO client.example\r\n")
+                assert read_replies(s, 1)[0].startswith(b"250 " + me + b" "), addr
+                s.sendall(b"QUIT\r\n")
+                assert read_replies(s, 1)[0] == b"221 2.0.0 " + me + b" Out\r\n"
+    finally:
+        d.stop()
 
 
 @pytest.fixture(autouse=True)

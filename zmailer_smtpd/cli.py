@@ -424,6 +424,8 @@ def complete_context(ctx: Any, opts: Options, zenv: ZEnv) -> Any:
     wire_helpers(ctx, opts, zenv)
     if ctx.network and ctx.mode != "interactive" and ctx.peer_addr and ctx.rhost_flags is None:
         resolve_client(ctx)
+    if ctx.local_addr:
+        name_server_side(ctx)
     peer_lookups(ctx, opts)
     if ctx.network and ctx.policy is None:
         from zmailer_smtpd.policy.engine import make_session_policy
@@ -470,6 +472,22 @@ def _same_addr(a: str, b: str) -> bool:
         return ipaddress.ip_address(a) == ipaddress.ip_address(b)
     except ValueError:
         return False
+
+
+def name_server_side(ctx: Any) -> None:
+    """§4.2 step 3: ``myhostname`` becomes the name of the local socket address, if it has one.
+
+    Every session, as 3.0.1: a server with several addresses greets with the
+    name of the one the client reached.  Without a name (or without a
+    socket, as in -i) the start-up name stays.
+    """
+    from zmailer_smtpd.dnsresolve import Resolver
+    from zmailer_smtpd.hostsfile import SYSTEM as names
+
+    resolver = Resolver.from_param(ctx.settings.get("dns-nameservers"))
+    name = names.name_of(resolver, ctx.local_addr)
+    if name:
+        ctx.myhostname = name.encode("latin-1", "replace")
 
 
 def resolve_client(ctx: Any) -> None:
