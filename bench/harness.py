@@ -95,6 +95,7 @@ class ProcInfo:
     state: str
     starttime: int
     cpu_ticks: int  # utime + stime + cutime + cstime
+    sys_ticks: int = 0  # stime + cstime: the kernel's part
 
 
 def read_stat(pid: int) -> ProcInfo | None:
@@ -109,7 +110,8 @@ def read_stat(pid: int) -> ProcInfo | None:
     rest = raw[rpar + 2:].split()
     # rest[0] is field 3 (state); utime..cstime are fields 14..17, starttime 22
     ticks = int(rest[11]) + int(rest[12]) + int(rest[13]) + int(rest[14])
-    return ProcInfo(pid, int(rest[1]), comm, rest[0].decode(), int(rest[19]), ticks)
+    return ProcInfo(pid, int(rest[1]), comm, rest[0].decode(), int(rest[19]), ticks,
+                    int(rest[12]) + int(rest[14]))
 
 
 def all_procs() -> dict[int, ProcInfo]:
@@ -138,8 +140,11 @@ def tree(root: int, procs: dict[int, ProcInfo] | None = None) -> list[ProcInfo]:
     return out
 
 
-def tree_cpu_seconds(root: int) -> float:
-    return sum(p.cpu_ticks for p in tree(root)) / CLK_TCK
+def tree_cpu_seconds(root: int) -> tuple[float, float]:
+    """(user+system, system) seconds of the tree, reaped children included."""
+    procs = tree(root)
+    return (sum(p.cpu_ticks for p in procs) / CLK_TCK,
+            sum(p.sys_ticks for p in procs) / CLK_TCK)
 
 
 def own_cpu_seconds(pid: int) -> float:
@@ -567,6 +572,7 @@ class Result:
     seconds: float = 0.0
     rate: float = 0.0
     cpu_per_msg: float = 0.0
+    sys_per_msg: float = 0.0  # of cpu_per_msg: system (kernel) time
     root_cpu_per_msg: float = 0.0  # of cpu_per_msg: the root process itself (ours: the parent)
     peak_child_kib: int = 0
     peak_total_kib: int = 0
@@ -590,7 +596,7 @@ def measure(server: Server, sc: Scenario, messages: int, sessions: int,
     root = server.root_pid()
     server.settle(30)
     before_files = server.delivered()
-    cpu0, own0 = tree_cpu_seconds(root), own_cpu_seconds(root)
+    (cpu0, sys0), own0 = tree_cpu_seconds(root), own_cpu_seconds(root)
     busy0, total0 = machine_busy_ticks()
     ru0 = os.times()
     sampler = Sampler(root, server.is_session)
@@ -611,7 +617,7 @@ def measure(server: Server, sc: Scenario, messages: int, sessions: int,
     if run.returncode != 0 or problems:
         raise BenchError(f"smtp-source status {run.returncode}: {' | '.join(problems[:3])}")
     server.settle(max(60.0, timeout / 4))
-    cpu1, own1 = tree_cpu_seconds(root), own_cpu_seconds(root)
+    (cpu1, sys1), own1 = tree_cpu_seconds(root), own_cpu_seconds(root)
     after_files = server.delivered()
     if before_files is not None and after_files is not None:
         got = after_files - before_files
@@ -619,6 +625,7 @@ def measure(server: Server, sc: Scenario, messages: int, sessions: int,
             raise BenchError(f"{got} of {messages} messages on disk after the run")
     res.rate = messages / res.seconds if res.seconds > 0 else 0.0
     res.cpu_per_msg = (cpu1 - cpu0) / messages
+    res.sys_per_msg = (sys1 - sys0) / messages
     res.root_cpu_per_msg = (own1 - own0) / messages
     res.peak_child_kib = sampler.peak_child_kib
     res.peak_total_kib = sampler.peak_total_kib
@@ -688,7 +695,7 @@ def ratio(v: float, ref: float | None) -> str:
 
 def table(results: list[Result]) -> str:
     head = (f"{'scenario':<8} {'server':<9} {'msgs':>6} {'secs':>7} {'msg/s':>8} {'vs pf':>6}"
-            f" {'cpu ms/msg':>10} {'vs pf':>6} {'RSS/child':>9} {'vs pf':>6}"
+            f" {'cpu ms/msg':>10} {'vs pf':>6} {'sys':>4} {'RSS/child':>9} {'vs pf':>6}"
             f" {'tree RSS':>9} {'busy':>5}")
     lines = [head, "-" * len(head)]
     ref = {r.scenario: r for r in results if r.server == "postfix" and not r.error}
@@ -702,6 +709,7 @@ def table(results: list[Result]) -> str:
             f" {ratio(r.rate, pf.rate if pf else None):>6}"
             f" {1000 * r.cpu_per_msg:>10.3f}"
             f" {ratio(r.cpu_per_msg, pf.cpu_per_msg if pf else None):>6}"
+            f" {100 * r.sys_per_msg / r.cpu_per_msg if r.cpu_per_msg else 0:>3.0f}%"
             f" {r.peak_child_kib / 1024:>7.1f}Mi"
             f" {ratio(r.peak_child_kib, pf.peak_child_kib if pf else None):>6}"
             f" {r.peak_total_kib / 1024:>7.1f}Mi {r.busy_pct:>4.0f}%")
@@ -712,6 +720,7 @@ LEGEND = """\
 msg/s: messages / wall seconds of smtp-source (10 parallel sessions).
 cpu ms/msg: server CPU (user+system of its whole process tree) per message;
   Postfix's includes cleanup, qmgr and discard (the real queue); sink's is smtp-sink's.
+sys: the kernel's share of that CPU (system time: fsync, sockets, ...).
 RSS/child: peak VmHWM of one session process (postfix: smtpd; zmailer: a child of
   the daemon; aiosmtpd, sink: the one process).  tree RSS: peak sum of VmRSS.
 busy: all CPUs busy during the run (load generator included); "vs pf": ratio to Postfix."""
