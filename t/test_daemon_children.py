@@ -54,6 +54,15 @@ def session(d: Daemon) -> tuple[int, bytes]:
     return pid, banner
 
 
+def up_with_idle_child(d: Daemon) -> tuple[int, int]:
+    """Start the daemon, run one session and wait until its child is idle: (parent, child)."""
+    d.start()
+    parent = d.started()
+    first, _ = session(d)
+    wait_for(lambda: is_idle(first), "the child to wait idle")
+    return parent, first
+
+
 def counted_alone(d: Daemon) -> int:
     """A session that finds no other session counted (polls: see session()); its child's pid."""
     got: list[int] = []
@@ -188,10 +197,7 @@ def test_sighup_retires_idle_and_busy_children(make_daemon: Callable[..., Daemon
 
 def test_idle_child_killed_costs_no_connection(make_daemon: Callable[..., Daemon]) -> None:  # noqa: F811
     d = make_daemon("PARAM MaxSameIpSource 1\n" + BASE)
-    d.start()
-    parent = d.started()
-    first, _ = session(d)
-    wait_for(lambda: is_idle(first), "the child to wait idle")
+    parent, first = up_with_idle_child(d)
     os.kill(first, signal.SIGKILL)
     d.wait_log(b"child %d killed by signal 9 (SIGKILL)" % first)
     assert counted_alone(d) != first  # a new fork serves; the limit counts right
@@ -200,10 +206,7 @@ def test_idle_child_killed_costs_no_connection(make_daemon: Callable[..., Daemon
 
 def test_sigterm_ends_idle_children(make_daemon: Callable[..., Daemon]) -> None:  # noqa: F811
     d = make_daemon()
-    d.start()
-    parent = d.started()
-    first, _ = session(d)
-    wait_for(lambda: is_idle(first), "the child to wait idle")
+    parent, first = up_with_idle_child(d)
     os.kill(parent, signal.SIGTERM)
     wait_for(lambda: not pid_alive(parent), "the daemon to exit")
     # the daemon collected its child before it exited: no zombie is left to init
@@ -249,10 +252,7 @@ def test_idle_children_exit_when_the_daemon_dies(
     make_daemon: Callable[..., Daemon],  # noqa: F811
 ) -> None:
     d = make_daemon()
-    d.start()
-    parent = d.started()
-    first, _ = session(d)
-    wait_for(lambda: is_idle(first), "the child to wait idle")
+    parent, first = up_with_idle_child(d)
     os.kill(parent, signal.SIGKILL)  # no clean-up at all: the child reads end of file
     wait_for(lambda: not pid_alive(parent), "the daemon to die")
     wait_for(lambda: not pid_alive(first), "the orphaned idle child to exit")

@@ -350,10 +350,11 @@ RELAY_550 = (b"550 5.7.1 Your IP address [127.0.0.1] is not allowed to relay to 
              b" <bob@example.org> via our server; MX rule")
 
 
-def swaks(d: Smtpd, *args: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(["swaks", "--server", f"127.0.0.1:{d.port}", "--timeout", "30",
+def swaks(d: Smtpd, *args: str, port: int | None = None) -> subprocess.CompletedProcess[bytes]:
+    """swaks against the daemon (``port``: another of its listeners)."""
+    return subprocess.run(["swaks", "--server", f"127.0.0.1:{port or d.port}", "--timeout", "30",
                            "--helo", "swaks.example.net", *args],
-                          capture_output=True, timeout=60)
+                          capture_output=True, timeout=90)
 
 
 def test_swaks_pipeline_body_with_dot_lines(smtpd: Callable[..., Smtpd]) -> None:

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import smtplib
 import ssl
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import trustme
-from test_daemon_clients import Smtpd
+from test_daemon_clients import Smtpd, swaks
 from test_daemon_parent import free_port
 
 
@@ -56,9 +55,7 @@ def test_smtps_listener_greets_inside_tls(tls_smtpd: tuple[Smtpd, int, trustme.C
 
 def test_swaks_tlsc_on_the_smtps_listener(tls_smtpd: tuple[Smtpd, int, trustme.CA]) -> None:
     d, sport, _ = tls_smtpd
-    p = subprocess.run(["swaks", "--server", f"127.0.0.1:{sport}", "--tlsc", "--helo",
-                        "client.example.net", "--from", "a@example.net", "--to",
-                        "postmaster@localhost", "--timeout", "30"], capture_output=True, timeout=90)
+    p = swaks(d, "--tlsc", "--from", "a@example.net", "--to", "postmaster@localhost", port=sport)
     assert p.returncode == 0, p.stdout.decode("latin-1")
     assert b"=== TLS started" in p.stdout and b"<~  250 2.0.0 " in p.stdout
     assert b"TLS-CIPHER: " in _spooled(d)
@@ -66,9 +63,7 @@ def test_swaks_tlsc_on_the_smtps_listener(tls_smtpd: tuple[Smtpd, int, trustme.C
 
 def test_swaks_starttls_on_the_plain_listener(tls_smtpd: tuple[Smtpd, int, trustme.CA]) -> None:
     d, _, _ = tls_smtpd
-    p = subprocess.run(["swaks", "--server", f"127.0.0.1:{d.port}", "--tls", "--helo",
-                        "client.example.net", "--from", "a@example.net", "--to",
-                        "postmaster@localhost", "--timeout", "30"], capture_output=True, timeout=90)
+    p = swaks(d, "--tls", "--from", "a@example.net", "--to", "postmaster@localhost")
     assert p.returncode == 0, p.stdout.decode("latin-1")
     assert b"<-  220 " in p.stdout and b"=== TLS started" in p.stdout
     assert b"<~  250 2.0.0 " in p.stdout

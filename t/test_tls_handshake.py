@@ -82,16 +82,22 @@ class OneShotServer:
         return self.result
 
 
+def read_line(t: Any) -> bytes:
+    """One line from a TLS transport, byte by byte (nothing of the next is taken)."""
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = t.recv(1)
+        assert chunk, "EOF before a line"
+        line += chunk
+    return line
+
+
 def echo_once(server: Any) -> Callable[[socket.socket], Any]:
     """Handshake, read one line, answer it in upper case, return the facts."""
 
     def body(conn: socket.socket) -> Any:
         t = server.handshake(conn, timeout=20)
-        line = b""
-        while not line.endswith(b"\n"):
-            chunk = t.recv(1)
-            assert chunk, "EOF before a line"
-            line += chunk
+        line = read_line(t)
         t.send(line.upper())
         t.close()
         return t.info

@@ -15,11 +15,11 @@ import base64
 import re
 import socket
 import ssl
-import threading
 from typing import Any
 
 import pytest
 import trustme
+from test_tls_handshake import OneShotServer, read_line
 
 from zmailer_smtpd import config, tls
 
@@ -117,42 +117,25 @@ def run_session(pki: dict[str, Any], level: int, version: ssl.TLSVersion, lines:
     flight), the server echoes the last one upper-cased and closes."""
     log: list[str] = []
     server = make_server(pki, level, log)
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(1)
-    errors: list[BaseException] = []
 
-    def body() -> None:
-        conn, _ = lsock.accept()
-        try:
-            t = server.handshake(conn, timeout=20)
-            for _ in lines:
-                line = b""
-                while not line.endswith(b"\n"):
-                    chunk = t.recv(1)
-                    assert chunk, "EOF before a line"
-                    line += chunk
-            t.send(line.upper())
-            t.close()
-        except BaseException as e:  # noqa: BLE001 - handed to the test
-            errors.append(e)
-        finally:
-            conn.close()
-            lsock.close()
+    def body(conn: socket.socket) -> None:
+        t = server.handshake(conn, timeout=20)
+        for _ in lines:
+            line = read_line(t)
+        t.send(line.upper())
+        t.close()
 
-    th = threading.Thread(target=body, daemon=True)
-    th.start()
+    srv = OneShotServer(body)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     pki["ca"].configure_trust(ctx)
     ctx.minimum_version = ctx.maximum_version = version
-    client = MemClient(lsock.getsockname()[1], ctx)
+    client = MemClient(srv.port, ctx)
     client.handshake()
     client.send(b"".join(lines))
     assert client.read_line() == lines[-1].upper()
     client.drain()
-    th.join(30)
-    assert not th.is_alive(), "server thread hung"
-    assert not errors, errors
+    srv.join()
+    assert srv.error is None, srv.error
     return log, client
 
 
@@ -302,30 +285,13 @@ def test_record_splitter_reassembles_and_gives_up_on_garbage() -> None:
 def test_level_3_bad_client_fails_at_once_and_is_dumped(pki: dict[str, Any], garbage: bytes) -> None:
     log: list[str] = []
     server = make_server(pki, 3, log)
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(1)
-    errors: list[BaseException] = []
-
-    def body() -> None:
-        conn, _ = lsock.accept()
-        try:
-            server.handshake(conn, timeout=20)
-        except BaseException as e:  # noqa: BLE001 - handed to the test
-            errors.append(e)
-        finally:
-            conn.close()
-            lsock.close()
-
-    th = threading.Thread(target=body, daemon=True)
-    th.start()
-    with socket.create_connection(lsock.getsockname(), timeout=20) as c:
+    srv = OneShotServer(lambda conn: server.handshake(conn, timeout=20))
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=20) as c:
         c.sendall(garbage)
         while c.recv(4096):  # until the server gives up and closes
             pass
-    th.join(30)
-    assert not th.is_alive()
-    assert len(errors) == 1 and isinstance(errors[0], tls.TLSError)
-    assert "timed out" not in str(errors[0])
+    srv.join()
+    assert isinstance(srv.error, tls.TLSError)
+    assert "timed out" not in str(srv.error)
     dumps = parse_dumps(log)
     assert dumps[0]["verb"] == "read from" and dumps[0]["data"] == garbage.rstrip(b" \0")
